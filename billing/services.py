@@ -1,0 +1,153 @@
+"""Every movement of money, as ledger journals.
+
+Invariants kept here (the database keeps them too; see models.py):
+- one posting function (``_journal_post``) writes every journal with all its legs and updates
+  the wallet cache in the same transaction;
+- reserve moves AVAILABLE -> HELD; settle moves HELD -> REVENUE (the charge) and HELD ->
+  AVAILABLE (the rest); release moves HELD -> AVAILABLE; top-up moves FUNDING -> AVAILABLE;
+- a run has one reserve and at most one settle-or-release (unique constraint), and a charge is
+  never above the reservation;
+- wallet updates are conditional UPDATEs with F() expressions: no read-then-write in Python.
+"""
+
+from __future__ import annotations
+
+from django.db import IntegrityError, transaction
+from django.db.models import F
+
+from billing.models import Account, Journal, JournalLeg, Wallet
+from billing.money import MAX_AMOUNT_MICROS
+from dpp.errors import DomainError, ValidationProblem
+from tenants.models import Tenant
+
+
+class InsufficientBalance(DomainError):
+    status = 402
+    slug = "insufficient-balance"
+    title = "Insufficient balance"
+
+
+class LedgerError(DomainError):
+    """An operation that would break a ledger invariant; a programming or data error."""
+
+    status = 500
+    slug = "internal-error"
+    title = "Ledger invariant violated"
+
+
+def _require_atomic() -> None:
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("ledger services must run inside a transaction")
+
+
+def _accounts(*, tenant_id) -> dict[str, Account]:
+    rows = Account.objects.filter(tenant_id=tenant_id) | Account.objects.filter(tenant__isnull=True)
+    return {(a.kind if a.tenant_id is None else f"tenant:{a.kind}"): a for a in rows}
+
+
+def _journal_post(*, kind: str, tenant_id, legs: list[tuple[str, int]], run_id=None, reference=None,
+                  memo: str = "") -> Journal:
+    """Write one journal with all its legs. ``legs`` are (account key, amount); zero legs are dropped."""
+    _require_atomic()
+    legs = [(key, amount) for key, amount in legs if amount != 0]
+    if sum(amount for _, amount in legs) != 0 or len(legs) < 2:
+        raise LedgerError(f"unbalanced {kind} journal: {legs}")
+    phase = {"RESERVE": "RESERVE", "SETTLE": "FINALIZE", "RELEASE": "FINALIZE"}.get(kind)
+    accounts = _accounts(tenant_id=tenant_id)
+    journal = Journal.objects.create(kind=kind, phase=phase, tenant_id=tenant_id, run_id=run_id,
+                                     reference=reference, memo=memo[:500])
+    JournalLeg.objects.bulk_create(
+        [JournalLeg(journal=journal, account=accounts[key], amount_micros=amount) for key, amount in legs]
+    )
+    return journal
+
+
+def wallet_open(*, tenant: Tenant) -> Wallet:
+    """Create a tenant's wallet and its two ledger accounts (idempotent)."""
+    with transaction.atomic():
+        for kind in (Account.Kind.REVENUE, Account.Kind.FUNDING):
+            Account.objects.get_or_create(tenant=None, kind=kind)
+        for kind in (Account.Kind.AVAILABLE, Account.Kind.HELD):
+            Account.objects.get_or_create(tenant=tenant, kind=kind)
+        wallet, _ = Wallet.objects.get_or_create(tenant=tenant)
+    return wallet
+
+
+def wallet_top_up(*, tenant: Tenant, amount_micros: int, reference: str | None = None, memo: str = "") -> Journal:
+    """Credit a tenant (FUNDING -> AVAILABLE). With a ``reference``, a retry returns the first journal."""
+    if isinstance(amount_micros, bool) or not isinstance(amount_micros, int):
+        raise ValidationProblem("amount: must be an integer number of micros")
+    if not 0 < amount_micros <= MAX_AMOUNT_MICROS:
+        raise ValidationProblem("amount: must be more than 0 and at most 10000.0000 USD")
+    try:
+        with transaction.atomic():
+            journal = _journal_post(
+                kind=Journal.Kind.TOPUP, tenant_id=tenant.pk, reference=reference, memo=memo,
+                legs=[("FUNDING", -amount_micros), ("tenant:AVAILABLE", amount_micros)],
+            )
+            Wallet.objects.filter(tenant_id=tenant.pk).update(available_micros=F("available_micros") + amount_micros)
+    except IntegrityError:
+        if reference is None:
+            raise
+        return Journal.objects.get(tenant_id=tenant.pk, reference=reference)
+    return journal
+
+
+def reservation_create(*, tenant_id, run_id, amount_micros: int) -> Journal:
+    """Hold ``amount_micros`` for a run (AVAILABLE -> HELD). Caller owns the transaction."""
+    _require_atomic()
+    if amount_micros <= 0:
+        raise LedgerError("a reservation must be positive")
+    moved = Wallet.objects.filter(tenant_id=tenant_id, available_micros__gte=amount_micros).update(
+        available_micros=F("available_micros") - amount_micros, held_micros=F("held_micros") + amount_micros
+    )
+    if moved != 1:
+        raise InsufficientBalance("The available balance is below max_cost_usd.")
+    return _journal_post(
+        kind=Journal.Kind.RESERVE, tenant_id=tenant_id, run_id=run_id,
+        legs=[("tenant:AVAILABLE", -amount_micros), ("tenant:HELD", amount_micros)],
+    )
+
+
+class ReservationMissing(LedgerError):
+    """No reserve journal exists for the run: nothing may be settled or released."""
+
+
+def reservation_amount(*, run_id) -> int | None:
+    """What the ledger holds for a run (the positive HELD leg of its RESERVE journal), or None."""
+    return (
+        JournalLeg.objects.filter(journal__run_id=run_id, journal__phase=Journal.Phase.RESERVE, amount_micros__gt=0)
+        .values_list("amount_micros", flat=True)
+        .first()
+    )
+
+
+def reservation_settle(*, tenant_id, run_id, charge_micros: int, memo: str = "") -> Journal:
+    """Charge ``charge_micros`` and release the rest of the run's reservation. Caller owns the
+    transaction. The reserved amount is read from the ledger, never trusted from the caller.
+
+    A second settle or release of the same run violates journal_one_per_run_phase.
+    """
+    _require_atomic()
+    reserved_micros = reservation_amount(run_id=run_id)
+    if reserved_micros is None:
+        raise ReservationMissing(f"run {run_id} has no reservation")
+    if not 0 <= charge_micros <= reserved_micros:
+        raise LedgerError(f"charge {charge_micros} outside 0..{reserved_micros}")
+    rest = reserved_micros - charge_micros
+    kind = Journal.Kind.SETTLE if charge_micros > 0 else Journal.Kind.RELEASE
+    journal = _journal_post(
+        kind=kind, tenant_id=tenant_id, run_id=run_id, memo=memo,
+        legs=[("tenant:HELD", -reserved_micros), ("REVENUE", charge_micros), ("tenant:AVAILABLE", rest)],
+    )
+    moved = Wallet.objects.filter(tenant_id=tenant_id, held_micros__gte=reserved_micros).update(
+        held_micros=F("held_micros") - reserved_micros, available_micros=F("available_micros") + rest
+    )
+    if moved != 1:
+        raise LedgerError(f"wallet of {tenant_id} holds less than the reservation of run {run_id}")
+    return journal
+
+
+def reservation_release(*, tenant_id, run_id, memo: str = "") -> Journal:
+    """Release the whole reservation (HELD -> AVAILABLE). Caller owns the transaction."""
+    return reservation_settle(tenant_id=tenant_id, run_id=run_id, charge_micros=0, memo=memo)

@@ -1,0 +1,74 @@
+"""AWS endpoints and credentials, shared by boto3 (S3, SQS health checks) and kombu (the broker).
+
+boto3 and kombu both read the standard variables (AWS_ENDPOINT_URL_SQS, AWS_ENDPOINT_URL_S3,
+AWS_DEFAULT_REGION, AWS_ACCESS_KEY_ID, ...), so the local defaults are written into the process
+environment once, here, and every client in the process agrees. Production leaves the endpoint
+variables unset and uses the normal AWS credential chain.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+
+from dpp.env import is_loopback_url
+
+LOCAL_EMULATOR_URL = "http://127.0.0.1:5000"
+# boto3 client timeouts: every external call has one.
+CONNECT_TIMEOUT_SECONDS = 2
+READ_TIMEOUT_SECONDS = 10
+
+
+@dataclass(frozen=True)
+class AwsConfig:
+    region: str
+    sqs_endpoint: str | None
+    s3_endpoint: str | None
+    uses_loopback_credentials: bool
+
+
+def configure_aws_environment(*, local: bool) -> AwsConfig:
+    generic = os.environ.get("AWS_ENDPOINT_URL") or None
+    if local and generic is None:
+        os.environ.setdefault("AWS_ENDPOINT_URL_SQS", LOCAL_EMULATOR_URL)
+        os.environ.setdefault("AWS_ENDPOINT_URL_S3", LOCAL_EMULATOR_URL)
+    sqs = os.environ.get("AWS_ENDPOINT_URL_SQS") or generic
+    s3 = os.environ.get("AWS_ENDPOINT_URL_S3") or generic
+    region = os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    loopback = False
+    # The emulator's dummy credentials are used only when every endpoint is on loopback: never
+    # against a real AWS endpoint.
+    if sqs and s3 and is_loopback_url(sqs) and is_loopback_url(s3):
+        if not os.environ.get("AWS_ACCESS_KEY_ID"):
+            os.environ["AWS_ACCESS_KEY_ID"] = "test"
+            os.environ["AWS_SECRET_ACCESS_KEY"] = "test"
+            loopback = True
+    return AwsConfig(region=region, sqs_endpoint=sqs, s3_endpoint=s3, uses_loopback_credentials=loopback)
+
+
+@lru_cache(maxsize=8)
+def _client(service: str, endpoint: str | None, region: str, read_timeout: int):
+    import boto3
+    from botocore.config import Config
+
+    config = Config(
+        connect_timeout=CONNECT_TIMEOUT_SECONDS,
+        read_timeout=read_timeout,
+        retries={"max_attempts": 2, "mode": "standard"},
+        signature_version="s3v4" if service == "s3" else None,
+        s3={"addressing_style": "path"} if service == "s3" else None,
+    )
+    return boto3.session.Session().client(service, endpoint_url=endpoint, region_name=region, config=config)
+
+
+def s3_client(*, read_timeout: int = READ_TIMEOUT_SECONDS):
+    from django.conf import settings
+
+    return _client("s3", settings.AWS.s3_endpoint, settings.AWS.region, read_timeout)
+
+
+def sqs_client(*, read_timeout: int = READ_TIMEOUT_SECONDS):
+    from django.conf import settings
+
+    return _client("sqs", settings.AWS.sqs_endpoint, settings.AWS.region, read_timeout)

@@ -1,0 +1,66 @@
+"""Cross-cutting HTTP middleware: request/trace ids, access log, body size limit."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from django.conf import settings
+
+from dpp.context import bound_context, new_id, sane_or_none
+from dpp.problems import problem_response
+
+access_logger = logging.getLogger("dpp.access")
+
+
+class RequestContextMiddleware:
+    """Bind a request id (the client's X-Request-ID when sane, else a new one) and a trace id
+    for the request, echo X-Request-ID on every response, and write one access log line."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        request_id = sane_or_none(request.headers.get("X-Request-ID")) or new_id()
+        trace_id = sane_or_none(request.headers.get("X-Trace-ID")) or request_id
+        request.request_id = request_id
+        request.trace_id = trace_id
+        started = time.perf_counter()
+        with bound_context(request_id=request_id, trace_id=trace_id):
+            response = self.get_response(request)
+            response["X-Request-ID"] = request_id
+            access_logger.info(
+                "request",
+                extra={
+                    "method": request.method,
+                    "path": request.path,
+                    "status": response.status_code,
+                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                },
+            )
+        return response
+
+
+class BodySizeLimitMiddleware:
+    """Refuse bodies over DPP_MAX_BODY_BYTES with a 413 problem before anything reads them.
+
+    A declared Content-Length is checked here; a body without one (chunked) is bounded by
+    DATA_UPLOAD_MAX_MEMORY_SIZE when read, which the exception handler maps to 413 too.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        raw = request.META.get("CONTENT_LENGTH") or "0"
+        try:
+            length = int(raw)
+        except ValueError:
+            return problem_response(status=400, slug="malformed-request", detail="Content-Length is not a number.",
+                                    request=request)
+        if length > settings.DPP_MAX_BODY_BYTES:
+            return problem_response(
+                status=413, slug="payload-too-large", request=request,
+                detail=f"The body is {length} bytes; the limit is {settings.DPP_MAX_BODY_BYTES}.",
+            )
+        return self.get_response(request)

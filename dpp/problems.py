@@ -1,0 +1,204 @@
+"""RFC 9457 problem details for every error the API can produce.
+
+``type`` is ``/problems/<slug>``; each slug is documented in PROBLEM_TYPES and served as a short
+page by ``problem_type_page``. The DRF exception handler, Django's 400/403/404/500 handlers and
+the middlewares all answer through ``problem_response`` so there is one shape on the wire.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from django.core.exceptions import RequestDataTooBig
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.utils.html import escape
+from rest_framework import exceptions as drf_exceptions
+from rest_framework.views import set_rollback
+
+from dpp.context import current_request_id
+from dpp.errors import DomainError
+
+logger = logging.getLogger(__name__)
+
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+
+
+@dataclass(frozen=True)
+class ProblemType:
+    status: int
+    title: str
+    description: str
+
+
+PROBLEM_TYPES: dict[str, ProblemType] = {
+    "bad-request": ProblemType(400, "Bad request", "The request could not be understood."),
+    "malformed-request": ProblemType(400, "Malformed request", "The body is not valid JSON or a header is malformed."),
+    "invalid-idempotency-key": ProblemType(
+        400, "Invalid Idempotency-Key", "POST /v1/runs needs an Idempotency-Key header of 8 to 64 visible ASCII characters."
+    ),
+    "unauthorized": ProblemType(401, "Unauthorized", "The API key is missing, malformed, unknown, revoked, or its tenant is suspended."),
+    "insufficient-balance": ProblemType(402, "Insufficient balance", "The tenant's available balance is below the run's spend cap. Top up, or lower max_cost_usd."),
+    "max-cost-exceeded": ProblemType(402, "Spend cap above plan limit", "max_cost_usd is above the plan's cap per run for this pack type."),
+    "forbidden": ProblemType(403, "Forbidden", "The request is not allowed."),
+    "not-found": ProblemType(404, "Not found", "No such resource exists for you."),
+    "method-not-allowed": ProblemType(405, "Method not allowed", "The resource does not support this HTTP method."),
+    "not-acceptable": ProblemType(406, "Not acceptable", "The API answers JSON only."),
+    "idempotency-key-reused": ProblemType(409, "Idempotency-Key reused", "This Idempotency-Key was already used with a different request body."),
+    "gone": ProblemType(410, "Gone", "The run's retention has passed; its result was deleted."),
+    "payload-too-large": ProblemType(413, "Payload too large", "The request body is over the size limit."),
+    "unsupported-media-type": ProblemType(415, "Unsupported media type", "Send the body as application/json."),
+    "validation-error": ProblemType(422, "Invalid input", "The body is well-formed JSON but a field is invalid; see errors."),
+    "rate-limit-exceeded": ProblemType(429, "Rate limit exceeded", "The plan's request rate is used up; retry after Retry-After seconds."),
+    "concurrent-runs-exceeded": ProblemType(429, "Too many concurrent runs", "The plan's limit of concurrent runs is reached; retry when a run finishes."),
+    "internal-error": ProblemType(500, "Internal server error", "An unexpected error; it has been logged with the request id."),
+    "service-unavailable": ProblemType(503, "A dependency is unavailable", "A dependency (database, Redis, queue or storage) is down; retry later."),
+}
+
+_STATUS_SLUGS = {
+    400: "bad-request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not-found",
+    405: "method-not-allowed",
+    406: "not-acceptable",
+    409: "idempotency-key-reused",
+    410: "gone",
+    413: "payload-too-large",
+    415: "unsupported-media-type",
+    422: "validation-error",
+    429: "rate-limit-exceeded",
+    500: "internal-error",
+    503: "service-unavailable",
+}
+
+
+def problem_response(
+    *,
+    status: int,
+    slug: str | None = None,
+    detail: str | None = None,
+    request: HttpRequest | None = None,
+    title: str | None = None,
+    headers: dict[str, str] | None = None,
+    extra: dict | None = None,
+) -> JsonResponse:
+    slug = slug or _STATUS_SLUGS.get(status, "bad-request" if status < 500 else "internal-error")
+    known = PROBLEM_TYPES.get(slug)
+    body = {
+        "type": f"/problems/{slug}",
+        "title": title or (known.title if known else "Error"),
+        "status": status,
+        "detail": detail or (known.description if known else ""),
+        "instance": request.path if request is not None else None,
+        "request_id": current_request_id(),
+    }
+    if extra:
+        body.update({k: v for k, v in extra.items() if k not in body})
+    response = JsonResponse(body, status=status, content_type=PROBLEM_CONTENT_TYPE)
+    for name, value in (headers or {}).items():
+        response[name] = value
+    if status == 401:
+        response["WWW-Authenticate"] = 'Bearer realm="dpp"'
+    return response
+
+
+def _flatten_drf_errors(data) -> dict | list | str:
+    if isinstance(data, dict):
+        return {key: _flatten_drf_errors(value) for key, value in data.items()}
+    if isinstance(data, list):
+        flat = [_flatten_drf_errors(item) for item in data]
+        return flat[0] if len(flat) == 1 and isinstance(flat[0], str) else flat
+    return str(data)
+
+
+def _first_error_path(errors, prefix: str = "") -> str | None:
+    if isinstance(errors, dict):
+        for key, value in errors.items():
+            path = f"{prefix}.{key}" if prefix else str(key)
+            return _first_error_path(value, path) or path
+    if isinstance(errors, list) and errors:
+        return _first_error_path(errors[0], prefix)
+    return prefix or None
+
+
+def problem_exception_handler(exc, context):
+    """DRF's EXCEPTION_HANDLER: every exception raised in an API view becomes a problem."""
+    request = context.get("request")
+    django_request = getattr(request, "_request", request)
+    if isinstance(exc, DomainError):
+        set_rollback()
+        return problem_response(
+            status=exc.status, slug=exc.slug, title=exc.title, detail=exc.detail,
+            request=django_request, headers=exc.headers, extra=exc.extra,
+        )
+    if isinstance(exc, Http404):
+        exc = drf_exceptions.NotFound()
+    if isinstance(exc, RequestDataTooBig):
+        return problem_response(status=413, slug="payload-too-large", request=django_request)
+    if isinstance(exc, drf_exceptions.ValidationError):
+        errors = _flatten_drf_errors(exc.detail)
+        field = _first_error_path(errors)
+        detail = f"Invalid field '{field}'." if field and field != "non_field_errors" else "Invalid input."
+        if isinstance(errors, dict) and field:
+            first = errors
+            for part in field.split("."):
+                first = first.get(part) if isinstance(first, dict) else first
+            if isinstance(first, str):
+                detail = f"{field}: {first}"
+        return problem_response(status=422, slug="validation-error", detail=detail, request=django_request,
+                                extra={"errors": errors})
+    if isinstance(exc, drf_exceptions.ParseError):
+        return problem_response(status=400, slug="malformed-request", detail=str(exc.detail), request=django_request)
+    if isinstance(exc, (drf_exceptions.NotAuthenticated, drf_exceptions.AuthenticationFailed)):
+        return problem_response(status=401, slug="unauthorized", detail=str(exc.detail), request=django_request)
+    if isinstance(exc, drf_exceptions.Throttled):
+        headers = {"Retry-After": str(int(exc.wait or 1))}
+        return problem_response(status=429, slug="rate-limit-exceeded", request=django_request, headers=headers)
+    if isinstance(exc, drf_exceptions.APIException):
+        detail = exc.detail if isinstance(exc.detail, str) else str(_flatten_drf_errors(exc.detail))
+        return problem_response(status=exc.status_code, detail=str(detail), request=django_request)
+    # Unexpected: DRF would re-raise and Django would answer 500 through handler500; answer the
+    # problem here so the request id is in the body, and log the traceback once.
+    logger.exception("unhandled exception in API view")
+    set_rollback()
+    return problem_response(status=500, slug="internal-error", request=django_request)
+
+
+# Django-level handlers (URLs outside DRF views, and anything Django itself refuses).
+def handler400(request, exception=None):
+    return problem_response(status=400, slug="bad-request", request=request)
+
+
+def handler403(request, exception=None):
+    return problem_response(status=403, slug="forbidden", request=request)
+
+
+def handler404(request, exception=None):
+    return problem_response(status=404, slug="not-found", request=request)
+
+
+def handler500(request):
+    return problem_response(status=500, slug="internal-error", request=request)
+
+
+def problem_type_page(request: HttpRequest, slug: str) -> HttpResponse:
+    """A short human page documenting one problem type (the target of ``type`` URIs)."""
+    if request.method not in ("GET", "HEAD"):
+        response = problem_response(status=405, slug="method-not-allowed", request=request)
+        response["Allow"] = "GET, HEAD"
+        return response
+    known = PROBLEM_TYPES.get(slug)
+    if known is None:
+        raise Http404
+    html = (
+        "<!doctype html><html><head><meta charset='utf-8'>"
+        f"<title>{escape(known.title)}</title></head><body>"
+        f"<h1>{escape(known.title)}</h1><p>HTTP status {known.status}.</p>"
+        f"<p>{escape(known.description)}</p>"
+        "<p>Errors of the DPP API are RFC 9457 problem details "
+        "(<code>application/problem+json</code>) carrying <code>type</code>, <code>title</code>, "
+        "<code>status</code>, <code>detail</code>, <code>instance</code> and <code>request_id</code>.</p>"
+        "</body></html>"
+    )
+    return HttpResponse(html, content_type="text/html; charset=utf-8")

@@ -1,0 +1,27 @@
+"""factory-boy factories. Money goes through the ledger services, never by writing wallet rows."""
+
+from __future__ import annotations
+
+import factory
+
+from billing.services import wallet_open, wallet_top_up
+from tenants.models import Plan, Tenant
+from tenants.plans import plans_seed_defaults
+
+
+class TenantFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Tenant
+
+    name = factory.Sequence(lambda n: f"tenant-{n}")
+
+    @factory.lazy_attribute
+    def plan(self):
+        plans_seed_defaults()
+        return Plan.objects.get(code="unlimited")
+
+    @factory.post_generation
+    def balance_micros(tenant, create, extracted, **kwargs):
+        wallet_open(tenant=tenant)
+        if extracted:
+            wallet_top_up(tenant=tenant, amount_micros=extracted, memo="factory")
