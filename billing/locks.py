@@ -1,7 +1,9 @@
 """Row locks on money rows, in the one lock order of the platform.
 
-Lock order: the tenant's Wallet first, then Run rows (runs/locks.py). Every path that touches
-both takes the wallet first, so two transactions never wait on each other in a cycle.
+Lock order: at most ONE Run row per transaction (runs/locks.py, or the conditional UPDATE of a
+transition), then the tenant's Wallet row (this module, or the conditional UPDATE of a ledger
+service). Submission locks only the wallet (the run row it inserts is new). With one run per
+transaction and the wallet always last, no two transactions can wait on each other in a cycle.
 """
 
 from __future__ import annotations

@@ -58,11 +58,11 @@ class Journal(models.Model):
         FINALIZE = "FINALIZE"
 
     kind = models.CharField(max_length=16, choices=Kind.choices)
-    phase = models.CharField(max_length=16, choices=Phase.choices, null=True, blank=True)
+    phase = models.CharField(max_length=16, choices=Phase.choices, null=True, blank=True)  # noqa: DJ001 NULL stays out of the unique constraint
     tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="journals")
     run_id = models.UUIDField(null=True, blank=True, db_index=True)
     # For top-ups: a caller-chosen reference that makes a retried top-up a no-op.
-    reference = models.CharField(max_length=100, null=True, blank=True)
+    reference = models.CharField(max_length=100, null=True, blank=True)  # noqa: DJ001 NULL = no reference
     memo = models.CharField(max_length=500, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
@@ -93,6 +93,9 @@ class JournalLeg(models.Model):
     class Meta:
         ordering = ["id"]
         constraints = [models.CheckConstraint(condition=~Q(amount_micros=0), name="leg_amount_nonzero")]
+
+    def __str__(self) -> str:
+        return f"{self.amount_micros:+d} {self.account_id} (journal {self.journal_id})"
 
 
 class Wallet(models.Model):

@@ -112,14 +112,17 @@ def _flatten_drf_errors(data) -> dict | list | str:
     return str(data)
 
 
-def _first_error_path(errors, prefix: str = "") -> str | None:
+def _first_error(errors, prefix: str = "") -> tuple[str | None, str | None]:
+    """The dotted path and message of the first error in a nested DRF error structure."""
     if isinstance(errors, dict):
         for key, value in errors.items():
             path = f"{prefix}.{key}" if prefix else str(key)
-            return _first_error_path(value, path) or path
+            return _first_error(value, path)
     if isinstance(errors, list) and errors:
-        return _first_error_path(errors[0], prefix)
-    return prefix or None
+        return _first_error(errors[0], prefix)
+    if isinstance(errors, str):
+        return prefix or None, errors
+    return prefix or None, None
 
 
 def problem_exception_handler(exc, context):
@@ -138,14 +141,11 @@ def problem_exception_handler(exc, context):
         return problem_response(status=413, slug="payload-too-large", request=django_request)
     if isinstance(exc, drf_exceptions.ValidationError):
         errors = _flatten_drf_errors(exc.detail)
-        field = _first_error_path(errors)
-        detail = f"Invalid field '{field}'." if field and field != "non_field_errors" else "Invalid input."
-        if isinstance(errors, dict) and field:
-            first = errors
-            for part in field.split("."):
-                first = first.get(part) if isinstance(first, dict) else first
-            if isinstance(first, str):
-                detail = f"{field}: {first}"
+        field, message = _first_error(errors)
+        if field and field != "non_field_errors":
+            detail = f"{field}: {message}" if message else f"Invalid field '{field}'."
+        else:
+            detail = message or "Invalid input."
         return problem_response(status=422, slug="validation-error", detail=detail, request=django_request,
                                 extra={"errors": errors})
     if isinstance(exc, drf_exceptions.ParseError):

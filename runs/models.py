@@ -146,3 +146,6 @@ class RunEvent(models.Model):
     class Meta:
         ordering = ["run", "id"]
         indexes = [models.Index(fields=["run", "id"])]
+
+    def __str__(self) -> str:
+        return f"{self.kind} by {self.actor}"

@@ -97,6 +97,9 @@ class PlanAssignment(models.Model):
         ordering = ["tenant", "assigned_at", "id"]
         indexes = [models.Index(fields=["tenant", "assigned_at"])]
 
+    def __str__(self) -> str:
+        return f"{self.tenant_id} -> {self.plan_id} at {self.assigned_at:%Y-%m-%d}"
+
 
 class ApiKey(models.Model):
     tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="api_keys")

@@ -12,6 +12,7 @@ from tenants.plans import plans_seed_defaults
 class TenantFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = Tenant
+        skip_postgeneration_save = True
 
     name = factory.Sequence(lambda n: f"tenant-{n}")
 

@@ -1,0 +1,31 @@
+"""python manage.py check_ledger: verify every money invariant; exit 1 with a report on any
+violation."""
+
+from __future__ import annotations
+
+import sys
+
+from django.core.management.base import BaseCommand
+
+from billing.checks import ledger_violations
+from runs.checks import receipt_violations, run_money_violations
+
+
+class Command(BaseCommand):
+    help = "Verify every money invariant of the ledger, the wallets, the runs and their S3 receipts."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--skip-s3", action="store_true", help="Do not compare completed runs with S3 receipts.")
+        parser.add_argument("--s3-limit", type=int, default=None, help="Check at most this many S3 receipts.")
+
+    def handle(self, *args, skip_s3: bool = False, s3_limit: int | None = None, **options):
+        violations = ledger_violations() + run_money_violations()
+        if not skip_s3:
+            violations += receipt_violations(limit=s3_limit)
+        if not violations:
+            self.stdout.write(self.style.SUCCESS("ledger OK: every invariant holds"))
+            return
+        self.stdout.write(self.style.ERROR(f"ledger check FAILED: {len(violations)} violation(s)"))
+        for violation in violations:
+            self.stdout.write(f"- [{violation.check}] {violation.detail}")
+        sys.exit(1)

@@ -1,0 +1,44 @@
+"""Celery tasks of runs: interfaces that take ids and call one service."""
+
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+
+from dpp.context import bound_context
+from runs.worker import SqsMessage, run_execute
+
+logger = logging.getLogger(__name__)
+
+
+def _header(request, name: str) -> str | None:
+    value = getattr(request, name, None)
+    if value is None and isinstance(getattr(request, "headers", None), dict):
+        value = request.headers.get(name)
+    return value
+
+
+def _sqs_message(request) -> SqsMessage | None:
+    """The SQS receipt handle and queue URL of the message being processed, for the heartbeat."""
+    properties = getattr(request, "properties", None) or {}
+    delivery_info = properties.get("delivery_info") or getattr(request, "delivery_info", None) or {}
+    receipt = properties.get("delivery_tag") or (delivery_info or {}).get("delivery_tag")
+    queue_url = (delivery_info or {}).get("sqs_queue")
+    if receipt and queue_url:
+        return SqsMessage(queue_url=queue_url, receipt_handle=receipt)
+    return None
+
+
+@shared_task(bind=True, name="runs.tasks.run_execute_task", acks_late=True, reject_on_worker_lost=True,
+             ignore_result=True)
+def run_execute_task(self, *, run_id: str) -> str:
+    context = {
+        "request_id": _header(self.request, "dpp_request_id"),
+        "trace_id": _header(self.request, "dpp_trace_id"),
+        "run_id": run_id,
+    }
+    with bound_context(**context):
+        outcome = run_execute(run_id=run_id, message=_sqs_message(self.request), log_context=context)
+        logger.info("run task done", extra={"outcome": outcome})
+    return outcome
