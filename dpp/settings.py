@@ -170,7 +170,13 @@ DPP_PACKS = env_list("DPP_PACKS", ["runs.packs.decision.DecisionPack"])
 DPP_FAULT = env_str("DPP_FAULT", "") if DPP_ENV == "test" else ""
 
 # --- Celery ---------------------------------------------------------------------------------------
-CELERY_BROKER_URL = "sqs://"
+# Tasks travel on SQS. (Flower alone runs with DPP_CELERY_BROKER_URL set to DPP_EVENTS_URL: it
+# only reads events, which travel on Redis; see dpp/worker_steps.py.)
+CELERY_BROKER_URL = env_str("DPP_CELERY_BROKER_URL", "sqs://")
+# Worker monitoring events (for Flower) go to this Redis; empty disables them.
+DPP_EVENTS_URL = env_str("DPP_EVENTS_URL", REDIS_URL)
+CELERY_DPP_EVENTS_URL = DPP_EVENTS_URL
+CELERY_WORKER_CONSUMER = "dpp.worker_steps:DppConsumer"
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "region": AWS.region,
     # The queue's visibility timeout equals the lease: a dead worker's message comes back when
@@ -189,7 +195,7 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_RESULT_BACKEND = None
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_WORKER_ENABLE_REMOTE_CONTROL = False
-CELERY_WORKER_SEND_TASK_EVENTS = False
+CELERY_WORKER_SEND_TASK_EVENTS = bool(DPP_EVENTS_URL)  # over Redis, never over SQS
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]

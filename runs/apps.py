@@ -1,6 +1,17 @@
 from django.apps import AppConfig
+from django.db.models.signals import post_migrate
+
+
+def _sync_schedule(sender, **kwargs):
+    from runs.schedule import periodic_jobs_sync
+
+    periodic_jobs_sync()
 
 
 class RunsConfig(AppConfig):
     name = "runs"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self):
+        # The periodic jobs live in code; every migrate writes them into the beat schedule.
+        post_migrate.connect(_sync_schedule, sender=self, dispatch_uid="runs.sync_periodic_jobs")

@@ -90,6 +90,7 @@ class Run(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        permissions = [("resolve_audit", "Can resolve AUDIT_REQUIRED runs (moves money)")]
         constraints = [
             models.UniqueConstraint(fields=["tenant", "idempotency_key"], name="run_unique_idempotency_key"),
             models.CheckConstraint(condition=Q(reserved_micros__gt=0), name="run_reserved_positive"),
@@ -127,6 +128,14 @@ class Run(models.Model):
     @property
     def is_terminal(self) -> bool:
         return self.status in self.TERMINAL_STATUSES
+
+
+class AuditRequiredRun(Run):
+    """The operators' queue: runs whose money needs a human decision."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "run needing an audit decision"
 
 
 class RunEvent(models.Model):

@@ -175,6 +175,7 @@ def run_enqueue(*, run_id, now: datetime | None = None) -> bool:
     try:
         run_execute_task.apply_async(
             kwargs={"run_id": str(run.pk)},
+            queue=settings.DPP_QUEUE_NAME,
             headers={"dpp_trace_id": run.trace_id, "dpp_request_id": current_request_id() or run.request_id},
             retry=True,
             retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5},
@@ -308,3 +309,112 @@ def run_fail_by_worker(*, run: Run, reason: str, detail: str, now: datetime | No
               finalize_stage=Run.FinalizeStage.NONE)
     return _run_fail(run=run, guard=guard, reason=reason, detail=detail, refund=False, actor="worker",
                      now=now or timezone.now())
+
+
+# --- reaper transitions (each guarded; the caller reads the clock once per pass) --------------
+
+
+def run_reap_zombie(*, run: Run, now: datetime) -> bool:
+    """PROCESSING, not claimed, lease expired (re-checked in the UPDATE) -> FAILED LEASE_EXPIRED."""
+    guard = Q(version=run.version, status=Run.Status.PROCESSING, finalize_stage=Run.FinalizeStage.NONE,
+              lease_expires_at__lt=now)
+    return _run_fail(run=run, guard=guard, reason="LEASE_EXPIRED",
+                     detail="the worker stopped renewing its lease", refund=False, actor="reaper", now=now)
+
+
+def run_roll_back_claim(*, run: Run, now: datetime) -> bool:
+    """CLAIMED but no result object: the worker died between claim and upload -> FAILED."""
+    guard = Q(version=run.version, status=Run.Status.PROCESSING, finalize_stage=Run.FinalizeStage.CLAIMED,
+              finalize_token=run.finalize_token)
+    return _run_fail(run=run, guard=guard, reason="WORKER_CRASH_DURING_FINALIZE",
+                     detail="no result object was found for the finalize claim", refund=False,
+                     actor="reconciler", now=now)
+
+
+def run_fail_never_started(*, run: Run, now: datetime) -> bool:
+    """QUEUED past its deadline -> FAILED NEVER_STARTED, everything released."""
+    guard = Q(version=run.version, status=Run.Status.QUEUED, deadline_at__lte=now)
+    return _run_fail(run=run, guard=guard, reason="NEVER_STARTED",
+                     detail="no worker started the run before its deadline", refund=True, actor="outbox", now=now)
+
+
+def run_mark_audit_required(*, run: Run, why: str, now: datetime, data: dict | None = None) -> bool:
+    """No money moves: an operator must decide. Logged at ERROR with severity=CRITICAL."""
+    with transaction.atomic():
+        won = Run.objects.filter(
+            pk=run.pk, version=run.version, money_state=Run.MoneyState.RESERVED,
+        ).update(money_state=Run.MoneyState.AUDIT_REQUIRED, error_reason="AUDIT_REQUIRED",
+                 error_detail=why[:1000], version=F("version") + 1, updated_at=now)
+        if won != 1:
+            return False
+        _event(run, kind="AUDIT_REQUIRED", actor="reconciler", money_state=Run.MoneyState.AUDIT_REQUIRED,
+               reason=why, data=data)
+    logger.error("run needs an operator decision", extra={"run_id": str(run.pk), "severity": "CRITICAL",
+                                                            "why": why})
+    return True
+
+
+def run_mark_resent(*, run: Run, now: datetime) -> bool:
+    """Claim the resend of a QUEUED run (compare-and-set on ``enqueued_at``) so that two outbox
+    passes do not both send it; the caller sends only when this returns True."""
+    return Run.objects.filter(pk=run.pk, status=Run.Status.QUEUED, enqueued_at=run.enqueued_at).update(
+        enqueued_at=now
+    ) == 1
+
+
+def run_mark_result_deleted(*, run: Run, now: datetime) -> bool:
+    return Run.objects.filter(pk=run.pk, result_deleted_at__isnull=True).update(result_deleted_at=now) == 1
+
+
+# --- operator decisions on AUDIT_REQUIRED runs (Django admin) -----------------------------------
+
+
+class AuditResolutionRefused(DomainError):
+    status = 409
+    slug = "bad-request"
+    title = "This resolution is not possible"
+
+
+def run_resolve_audit(*, run_id, action: str, actor: str, reason: str, amount_micros: int | None = None,
+                      receipt=None, now: datetime | None = None) -> Run:
+    """Resolve an AUDIT_REQUIRED run: ``settle_receipt`` (COMPLETED at the receipt's cost),
+    ``settle_amount`` (FAILED, charged ``amount_micros``), or ``release`` (FAILED, refunded).
+    Atomic, once (guarded on AUDIT_REQUIRED), with an audit row naming actor and reason."""
+    now = now or timezone.now()
+    reason = (reason or "").strip()
+    if not reason:
+        raise AuditResolutionRefused("A reason is required.")
+    run = Run.objects.get(pk=run_id)
+    if action == "settle_receipt":
+        if receipt is None or receipt.actual_cost_micros is None:
+            raise AuditResolutionRefused("There is no readable S3 receipt to settle at.")
+        charge, status = receipt.actual_cost_micros, Run.Status.COMPLETED
+    elif action == "settle_amount":
+        charge, status = amount_micros, Run.Status.FAILED
+    elif action == "release":
+        charge, status = 0, Run.Status.FAILED
+    else:
+        raise AuditResolutionRefused(f"Unknown action {action!r}.")
+    if charge is None or not 0 <= charge <= run.reserved_micros:
+        raise AuditResolutionRefused(f"The amount must be between 0 and the reservation ({run.reserved_micros} micros).")
+    money_state = Run.MoneyState.SETTLED if charge > 0 else Run.MoneyState.REFUNDED
+    fields = dict(status=status, money_state=money_state, actual_cost_micros=charge, finished_at=now,
+                  lease_expires_at=None, version=F("version") + 1, updated_at=now)
+    if status == Run.Status.COMPLETED:
+        fields.update(finalize_stage=Run.FinalizeStage.COMMITTED, result_sha256=receipt.sha256 or "",
+                      error_reason="", error_detail="")
+    else:
+        fields.update(error_reason="OPERATOR_RESOLVED", error_detail=reason[:1000])
+    with transaction.atomic():
+        won = Run.objects.filter(pk=run.pk, version=run.version, money_state=Run.MoneyState.AUDIT_REQUIRED).update(
+            **fields
+        )
+        if won != 1:
+            raise AuditResolutionRefused("The run is no longer waiting for a decision (resolved by someone else?).")
+        reservation_settle(tenant_id=run.tenant_id, run_id=run.pk, charge_micros=charge,
+                           memo=f"operator {actor}: {action}")
+        _event(run, kind=f"OPERATOR_{action.upper()}", actor=actor, from_status=run.status, to_status=status,
+               money_state=money_state, amount_micros=charge, reason=reason)
+    logger.warning("operator resolved an AUDIT_REQUIRED run",
+                   extra={"run_id": str(run.pk), "action": action, "charge_micros": charge, "actor": actor})
+    return Run.objects.get(pk=run.pk)

@@ -42,3 +42,42 @@ def run_execute_task(self, *, run_id: str) -> str:
         outcome = run_execute(run_id=run_id, message=_sqs_message(self.request), log_context=context)
         logger.info("run task done", extra={"outcome": outcome})
     return outcome
+
+
+# --- periodic jobs (declared in runs/schedule.py) -------------------------------------------------
+
+
+@shared_task(name="runs.tasks.zombies_reap_task", ignore_result=True)
+def zombies_reap_task() -> dict:
+    from django.utils import timezone
+
+    from runs.reaper import zombies_reap
+
+    return zombies_reap(now=timezone.now())
+
+
+@shared_task(name="runs.tasks.claims_reconcile_task", ignore_result=True)
+def claims_reconcile_task() -> dict:
+    from django.utils import timezone
+
+    from runs.reaper import claims_reconcile
+
+    return claims_reconcile(now=timezone.now())
+
+
+@shared_task(name="runs.tasks.outbox_sweep_task", ignore_result=True)
+def outbox_sweep_task() -> dict:
+    from django.utils import timezone
+
+    from runs.reaper import outbox_sweep
+
+    return outbox_sweep(now=timezone.now())
+
+
+@shared_task(name="runs.tasks.results_expire_task", ignore_result=True)
+def results_expire_task() -> dict:
+    from django.utils import timezone
+
+    from runs.reaper import results_expire
+
+    return results_expire(now=timezone.now())

@@ -1,0 +1,161 @@
+"""The periodic passes of celery-beat: zombie reaping, reconciliation of finalize claims, the
+outbox, and result retention.
+
+Every pass reads the clock once, picks a bounded batch of candidates without locks, then handles
+each run in its own short transaction that locks that one row with ``skip_locked`` and re-checks
+its guard in a conditional UPDATE. Two passes running at once therefore handle each run once;
+one run's failure is logged and never stops the batch. S3 and SQS calls happen outside
+transactions. Each pass returns its counts and logs them in one structured line.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import transaction
+
+from billing.services import reservation_amount
+from dpp.context import bound_context
+from runs import storage
+from runs.locks import run_lock_or_skip
+from runs.models import Run
+from runs.services import (
+    run_enqueue,
+    run_fail_never_started,
+    run_finalize_commit,
+    run_mark_audit_required,
+    run_mark_resent,
+    run_mark_result_deleted,
+    run_reap_zombie,
+    run_roll_back_claim,
+)
+
+logger = logging.getLogger(__name__)
+
+OUTBOX_GRACE_SECONDS = 5  # an on-commit send normally confirms within milliseconds
+
+
+def _batch(queryset, limit: int | None) -> list:
+    return list(queryset.order_by("pk").values_list("pk", flat=True)[: limit or settings.DPP_REAPER_BATCH_SIZE])
+
+
+def _each(run_ids, candidates, handle, counts: Counter, job: str) -> None:
+    """Lock each candidate (skipping rows another actor holds) and handle it; isolate failures."""
+    for run_id in run_ids:
+        try:
+            with transaction.atomic():
+                run = run_lock_or_skip(candidates.filter(pk=run_id))
+                if run is None:
+                    counts["skipped"] += 1
+                    continue
+                with bound_context(run_id=run.pk, trace_id=run.trace_id, request_id=run.request_id,
+                                   tenant_id=run.tenant_id):
+                    counts[handle(run)] += 1
+        except Exception:
+            counts["errors"] += 1
+            logger.exception("reaper job failed on one run", extra={"job": job, "run_id": str(run_id)})
+
+
+def _report(job: str, counts: Counter) -> dict:
+    result = dict(counts)
+    logger.info("reaper pass", extra={"job": job, "counts": result})
+    return result
+
+
+def zombies_reap(*, now: datetime, limit: int | None = None) -> dict:
+    """PROCESSING runs, not CLAIMED, whose lease expired -> FAILED LEASE_EXPIRED, minimum fee."""
+    candidates = Run.objects.filter(status=Run.Status.PROCESSING, finalize_stage=Run.FinalizeStage.NONE,
+                                    lease_expires_at__lt=now)
+    counts: Counter = Counter()
+    _each(_batch(candidates, limit), candidates,
+          lambda run: "reaped" if run_reap_zombie(run=run, now=now) else "lost", counts, "zombies")
+    return _report("zombies", counts)
+
+
+def claims_reconcile(*, now: datetime, limit: int | None = None) -> dict:
+    """Runs CLAIMED for longer than DPP_RECONCILE_AFTER_SECONDS: roll forward from the S3 receipt,
+    roll back when there is no object, AUDIT_REQUIRED when anything disagrees."""
+    threshold = now - timedelta(seconds=settings.DPP_RECONCILE_AFTER_SECONDS)
+    candidates = Run.objects.filter(status=Run.Status.PROCESSING, finalize_stage=Run.FinalizeStage.CLAIMED,
+                                    money_state=Run.MoneyState.RESERVED, finalize_claimed_at__lt=threshold)
+    counts: Counter = Counter()
+    for run in candidates.order_by("pk")[: limit or settings.DPP_REAPER_BATCH_SIZE]:
+        with bound_context(run_id=run.pk, trace_id=run.trace_id, request_id=run.request_id, tenant_id=run.tenant_id):
+            try:
+                counts[_reconcile_one(run=run, now=now)] += 1
+            except Exception:
+                counts["errors"] += 1
+                logger.exception("reconciliation failed on one run", extra={"job": "reconcile"})
+    return _report("reconcile", counts)
+
+
+def _reconcile_one(*, run: Run, now: datetime) -> str:
+    try:
+        receipt = storage.receipt_get(bucket=run.result_bucket, key=run.result_key)  # outside any transaction
+    except Exception:
+        logger.warning("S3 unavailable; the run stays CLAIMED until the next pass", exc_info=True)
+        return "undecided"
+    if receipt is None:
+        return "rolled_back" if run_roll_back_claim(run=run, now=now) else "lost"
+    problems = []
+    if receipt.finalize_token != str(run.finalize_token):
+        problems.append(f"receipt token {receipt.finalize_token} is not the claim's {run.finalize_token}")
+    if receipt.actual_cost_micros is None:
+        problems.append("receipt has no readable cost")
+    elif not 0 <= receipt.actual_cost_micros <= run.reserved_micros:
+        problems.append(f"receipt cost {receipt.actual_cost_micros} is outside 0..{run.reserved_micros}")
+    if reservation_amount(run_id=run.pk) != run.reserved_micros:
+        problems.append("the ledger holds no matching reservation for the run")
+    if problems:
+        data = {"receipt_cost_micros": receipt.actual_cost_micros, "receipt_token": receipt.finalize_token}
+        return "audit_required" if run_mark_audit_required(run=run, why="; ".join(problems), now=now, data=data) \
+            else "lost"
+    committed = run_finalize_commit(run=run, finalize_token=run.finalize_token,
+                                    charge_micros=receipt.actual_cost_micros, sha256=receipt.sha256 or "",
+                                    actor="reconciler", now=now)
+    return "rolled_forward" if committed else "lost"
+
+
+def outbox_sweep(*, now: datetime, limit: int | None = None) -> dict:
+    """QUEUED runs: fail and refund those past their deadline; resend those whose enqueue was
+    never confirmed or that waited longer than a lease without being claimed."""
+    counts: Counter = Counter()
+    expired = Run.objects.filter(status=Run.Status.QUEUED, deadline_at__lte=now)
+    _each(_batch(expired, limit), expired,
+          lambda run: "never_started" if run_fail_never_started(run=run, now=now) else "lost", counts, "outbox")
+
+    unconfirmed = Run.objects.filter(status=Run.Status.QUEUED, deadline_at__gt=now, enqueued_at__isnull=True,
+                                     created_at__lt=now - timedelta(seconds=OUTBOX_GRACE_SECONDS))
+    stale = Run.objects.filter(status=Run.Status.QUEUED, deadline_at__gt=now,
+                               enqueued_at__lt=now - timedelta(seconds=settings.DPP_LEASE_SECONDS))
+    for queryset in (unconfirmed, stale):
+        for run in queryset.order_by("created_at")[: limit or settings.DPP_REAPER_BATCH_SIZE]:
+            if not run_mark_resent(run=run, now=now):
+                counts["skipped"] += 1
+                continue
+            with bound_context(run_id=run.pk, trace_id=run.trace_id, request_id=run.request_id):
+                sent = run_enqueue(run_id=run.pk, now=now)
+            if not sent:
+                # Let the next pass try again.
+                Run.objects.filter(pk=run.pk, status=Run.Status.QUEUED, enqueued_at=now).update(enqueued_at=None)
+            counts["resent" if sent else "send_failed"] += 1
+    return _report("outbox", counts)
+
+
+def results_expire(*, now: datetime, limit: int | None = None) -> dict:
+    """Delete results past retention from S3; the row stays and its owner gets 410."""
+    counts: Counter = Counter()
+    candidates = Run.objects.filter(retention_until__lte=now, result_deleted_at__isnull=True).exclude(result_key="")
+    for run in candidates.order_by("retention_until")[: limit or settings.DPP_REAPER_BATCH_SIZE]:
+        try:
+            storage.envelope_delete(bucket=run.result_bucket, key=run.result_key)
+        except Exception:
+            counts["errors"] += 1
+            logger.warning("result deletion failed; retried next pass", exc_info=True,
+                           extra={"run_id": str(run.pk)})
+            continue
+        counts["deleted" if run_mark_result_deleted(run=run, now=now) else "lost"] += 1
+    return _report("retention", counts)

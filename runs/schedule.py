@@ -1,0 +1,51 @@
+"""The periodic jobs of the platform, declared once here and synced into django-celery-beat's
+DatabaseScheduler (after every migrate, and by ``manage.py sync_periodic_tasks``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.conf import settings
+
+
+@dataclass(frozen=True)
+class PeriodicJob:
+    name: str
+    task: str
+    every_seconds: int
+    why: str
+
+
+def periodic_jobs() -> list[PeriodicJob]:
+    return [
+        # Runs whose worker died (lease not renewed) are failed at the minimum fee.
+        PeriodicJob("dpp: reap zombies", "runs.tasks.zombies_reap_task", settings.DPP_REAPER_INTERVAL_SECONDS,
+                    "PROCESSING runs with an expired lease -> FAILED LEASE_EXPIRED"),
+        # Runs stuck between finalize claim and commit are rolled forward or back from S3.
+        PeriodicJob("dpp: reconcile claims", "runs.tasks.claims_reconcile_task",
+                    settings.DPP_RECONCILE_INTERVAL_SECONDS,
+                    "CLAIMED runs older than DPP_RECONCILE_AFTER_SECONDS -> roll forward/back or AUDIT_REQUIRED"),
+        # Runs whose enqueue was lost are sent again; runs never started by their deadline refunded.
+        PeriodicJob("dpp: outbox", "runs.tasks.outbox_sweep_task", settings.DPP_OUTBOX_INTERVAL_SECONDS,
+                    "QUEUED runs not confirmed on the queue -> resend; past deadline -> FAILED NEVER_STARTED"),
+        # Results past retention are deleted from S3 (owners then get 410).
+        PeriodicJob("dpp: result retention", "runs.tasks.results_expire_task", 3600,
+                    "results past retention_until -> deleted from S3"),
+    ]
+
+
+def periodic_jobs_sync() -> list[str]:
+    """Create or update the beat entries; disable ours that are no longer declared."""
+    from django_celery_beat.models import IntervalSchedule, PeriodicTask
+
+    names = []
+    for job in periodic_jobs():
+        interval, _ = IntervalSchedule.objects.get_or_create(every=job.every_seconds, period=IntervalSchedule.SECONDS)
+        PeriodicTask.objects.update_or_create(
+            name=job.name,
+            defaults={"task": job.task, "interval": interval, "enabled": True, "description": job.why,
+                      "crontab": None, "solar": None, "clocked": None, "one_off": False},
+        )
+        names.append(job.name)
+    PeriodicTask.objects.filter(name__startswith="dpp: ").exclude(name__in=names).update(enabled=False)
+    return names
