@@ -1,9 +1,8 @@
 """Worker bootsteps that make a worker on SQS observable.
 
 SQS carries only direct exchanges, so Celery's monitoring events (a fanout exchange) cannot
-travel on it and Flower would see nothing. ``RedisEvents`` stands in for Celery's own ``Events``
-step and gives the event dispatcher a Redis connection (DPP_EVENTS_URL), while tasks stay on
-SQS; Flower then reads the same Redis. ``WorkerLiveness`` writes a short-lived Redis key per
+travel on it and Flower would see nothing. ``DppConsumer`` gives Celery's event dispatcher a
+Redis connection (DPP_EVENTS_URL) while tasks stay on SQS; Flower then reads the same Redis. ``WorkerLiveness`` writes a short-lived Redis key per
 worker so the admin ops page can list live workers without Flower.
 """
 
@@ -14,35 +13,11 @@ import socket
 
 from celery import bootsteps
 from celery.worker.consumer import Consumer
-from celery.worker.consumer.events import Events
-from kombu import Connection
 
 logger = logging.getLogger(__name__)
 
 LIVENESS_EVERY_SECONDS = 10
 LIVENESS_TTL_SECONDS = 30
-
-
-class RedisEvents(Events):
-    # Same step name as Celery's Events, so the steps that require it (Heart) use this one.
-    name = Events.name
-
-    def __init__(self, c, **kwargs):
-        super().__init__(c, **kwargs)
-        self.events_url = c.app.conf.get("dpp_events_url") or ""
-        if not self.events_url:
-            self.enabled = False
-
-    def start(self, c):
-        previous = self._close(c)
-        connection = Connection(self.events_url, connect_timeout=2, transport_options={"socket_timeout": 2})
-        dispatcher = c.event_dispatcher = c.app.events.Dispatcher(
-            connection, hostname=c.hostname, enabled=self.send_events, groups=self.groups,
-        )
-        if previous:
-            dispatcher.extend_buffer(previous)
-            dispatcher.flush()
-        logger.info("worker events go to Redis", extra={"events_url": self.events_url.split("@")[-1]})
 
 
 class WorkerLiveness(bootsteps.StartStopStep):
@@ -83,8 +58,15 @@ class WorkerLiveness(bootsteps.StartStopStep):
 
 
 class DppConsumer(Consumer):
+    """The worker's consumer, with monitoring events on Redis and a liveness key."""
+
     class Blueprint(Consumer.Blueprint):
-        default_steps = [
-            "dpp.worker_steps:RedisEvents" if step == "celery.worker.consumer.events:Events" else step
-            for step in Consumer.Blueprint.default_steps
-        ] + ["dpp.worker_steps:WorkerLiveness"]
+        default_steps = [*Consumer.Blueprint.default_steps, "dpp.worker_steps:WorkerLiveness"]
+
+    def connection_for_write(self, url=None, heartbeat=None):
+        # In Celery's consumer this connection serves only the event dispatcher (the Events
+        # step); tasks are consumed with connection_for_read, on SQS. Events go to Redis.
+        events_url = self.app.conf.get("dpp_events_url")
+        if events_url and url is None:
+            return self.ensure_connected(self.app.connection_for_write(url=events_url))
+        return super().connection_for_write(url=url, heartbeat=heartbeat)
