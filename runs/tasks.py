@@ -6,7 +6,6 @@ import logging
 
 from celery import shared_task
 
-from dpp.context import bound_context
 from runs.worker import SqsMessage, run_execute
 
 logger = logging.getLogger(__name__)
@@ -33,14 +32,15 @@ def _sqs_message(request) -> SqsMessage | None:
 @shared_task(bind=True, name="runs.tasks.run_execute_task", acks_late=True, reject_on_worker_lost=True,
              ignore_result=True)
 def run_execute_task(self, *, run_id: str) -> str:
+    # The log context (request id, trace id, run id) is bound from the headers by dpp/celery.py;
+    # the heartbeat thread gets it passed explicitly.
     context = {
         "request_id": _header(self.request, "dpp_request_id"),
         "trace_id": _header(self.request, "dpp_trace_id"),
         "run_id": run_id,
     }
-    with bound_context(**context):
-        outcome = run_execute(run_id=run_id, message=_sqs_message(self.request), log_context=context)
-        logger.info("run task done", extra={"outcome": outcome})
+    outcome = run_execute(run_id=run_id, message=_sqs_message(self.request), log_context=context)
+    logger.info("run task done", extra={"outcome": outcome})
     return outcome
 
 
