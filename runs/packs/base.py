@@ -54,8 +54,16 @@ class Pack:
         errors = sorted(validator.iter_errors(inputs), key=lambda e: (list(e.absolute_path), e.message))
         if errors:
             error = errors[0]
-            path = ".".join(str(part) for part in error.absolute_path)
-            raise PackInputError(path or "inputs", error.message)
+            parts = [str(part) for part in error.absolute_path]
+            # Name the missing or unexpected property itself, not only its parent object.
+            named: list[str] = []
+            if error.validator == "required" and isinstance(error.instance, dict):
+                named = [name for name in error.validator_value if name not in error.instance]
+            elif error.validator == "additionalProperties" and isinstance(error.instance, dict):
+                allowed = set(error.schema.get("properties", {}))
+                named = sorted(name for name in error.instance if name not in allowed)
+            parts.extend(named[:1])
+            raise PackInputError(".".join(parts) or "inputs", error.message)
         return self.check(inputs)
 
     def check(self, inputs: dict[str, Any]) -> dict[str, Any]:
