@@ -35,7 +35,26 @@ from runs.services import run_claim_lease, run_extend_lease, run_fail_by_worker,
 logger = logging.getLogger(__name__)
 
 UPLOAD_ATTEMPTS = 3
+DB_ATTEMPTS = 3
 ENVELOPE_SCHEMA_VERSION = "1"
+
+
+def _db(call, *args, **kwargs):
+    """Run a state transition, reconnecting when the database connection was dropped.
+
+    Retrying is safe: every transition is a compare-and-set, so a retry of one that did commit
+    (its answer lost with the connection) simply loses and reports "another actor won"."""
+    from django.db import InterfaceError, OperationalError
+
+    for attempt in range(1, DB_ATTEMPTS + 1):
+        try:
+            return call(*args, **kwargs)
+        except (OperationalError, InterfaceError):
+            if attempt == DB_ATTEMPTS:
+                raise
+            logger.warning("database connection lost; reconnecting", exc_info=True, extra={"attempt": attempt})
+            connection.close()
+            time.sleep(0.5 * attempt)
 
 
 class TimeboxExceeded(BaseException):
@@ -146,7 +165,7 @@ def envelope_build(*, run: Run, data: dict, charge_micros: int, logs: list, arti
 
 def run_execute(*, run_id, message: SqsMessage | None = None, log_context: dict | None = None) -> str:
     """Execute one run; returns what happened (for logs and tests)."""
-    run = run_claim_lease(run_id=run_id)
+    run = _db(run_claim_lease, run_id=run_id)
     if run is None:
         logger.info("message for a run that is not QUEUED: acknowledged and ignored")
         return "ignored"
@@ -162,16 +181,16 @@ def run_execute(*, run_id, message: SqsMessage | None = None, log_context: dict 
             result = pack.execute(run.inputs, timebox_sec=run.timebox_sec)
     except TimeboxExceeded:
         heartbeat.stop()
-        run_fail_by_worker(run=run, reason="TIMEBOX_EXCEEDED", detail=f"the pack ran over {run.timebox_sec} s")
+        _db(run_fail_by_worker, run=run, reason="TIMEBOX_EXCEEDED", detail=f"the pack ran over {run.timebox_sec} s")
         return "timebox_exceeded"
     except PackExecutionError as error:
         heartbeat.stop()
-        run_fail_by_worker(run=run, reason=error.reason_code, detail=error.detail)
+        _db(run_fail_by_worker, run=run, reason=error.reason_code, detail=error.detail)
         return "pack_failed"
     except Exception as error:
         heartbeat.stop()
         logger.exception("pack raised an unexpected error")
-        run_fail_by_worker(run=run, reason="PACK_ERROR", detail=f"the pack raised {type(error).__name__}")
+        _db(run_fail_by_worker, run=run, reason="PACK_ERROR", detail=f"the pack raised {type(error).__name__}")
         return "pack_error"
     finally:
         heartbeat.stop()  # idempotent; always before finalization
@@ -181,13 +200,13 @@ def run_execute(*, run_id, message: SqsMessage | None = None, log_context: dict 
 def _finalize(*, run: Run, result) -> str:
     charge = result.actual_cost_micros
     if not isinstance(charge, int) or isinstance(charge, bool) or charge < 0:
-        run_fail_by_worker(run=run, reason="PACK_ERROR", detail="the pack reported an invalid cost")
+        _db(run_fail_by_worker, run=run, reason="PACK_ERROR", detail="the pack reported an invalid cost")
         return "pack_error"
     if charge > run.reserved_micros:
         logger.error("pack reported a cost above the reservation; charging the cap",
                      extra={"reported_micros": charge, "reserved_micros": run.reserved_micros})
         charge = run.reserved_micros
-    token = run_finalize_claim(run=run)
+    token = _db(run_finalize_claim, run=run)
     if token is None:
         logger.warning("finalize claim lost: another actor finalized this run")
         return "claim_lost"
@@ -208,7 +227,7 @@ def _finalize(*, run: Run, result) -> str:
                 return "upload_failed"
             time.sleep(0.5 * attempt)
     fault_point("after_upload")
-    if not run_finalize_commit(run=run, finalize_token=token, charge_micros=charge, sha256=sha256):
+    if not _db(run_finalize_commit, run=run, finalize_token=token, charge_micros=charge, sha256=sha256):
         logger.warning("finalize commit lost: another actor finalized this run")
         return "commit_lost"
     fault_point("after_commit")
