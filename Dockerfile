@@ -1,14 +1,19 @@
-# The DPP image: one image for api, worker, beat and flower (compose.yaml picks the command).
+# The DPP image: one image for api, worker, beat, flower and the one-shot migrate
+# (compose.yaml picks the command).
 FROM python:3.11-slim
-ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
-RUN apt-get update \
- && apt-get install -y --no-install-recommends gcc libcurl4-openssl-dev libssl-dev libpq5 \
- && rm -rf /var/lib/apt/lists/*
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /app
 COPY requirements/ requirements/
-RUN pip install --no-cache-dir -r requirements/base.txt
+# Build tools for pycurl (in case pip has to build it from source) are removed again in the same
+# layer; libcurl4 stays, since a pycurl built here links against it.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends libcurl4 gcc libcurl4-openssl-dev libssl-dev \
+ && pip install --no-cache-dir -r requirements/base.txt \
+ && apt-get purge -y --auto-remove gcc libcurl4-openssl-dev libssl-dev \
+ && rm -rf /var/lib/apt/lists/*
 COPY . .
-RUN useradd --system --uid 1001 dpp && chown -R dpp /app
+# The code stays owned by root and read-only to the process user.
+RUN useradd --system --no-create-home --uid 1001 dpp
 USER dpp
 EXPOSE 8000 5555
-CMD ["gunicorn", "dpp.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "2", "--threads", "4", "--timeout", "30"]
+CMD ["gunicorn", "dpp.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "2", "--threads", "4", "--timeout", "30", "--access-logfile", "-", "--no-control-socket"]

@@ -1,45 +1,61 @@
-# DPP: the two commands a newcomer needs are `make run` and `make test`.
+# DPP: the two commands a newcomer needs are `make run` and `make test`. `make help` lists the rest.
 SHELL := /bin/bash
+.DEFAULT_GOAL := help
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-stamp
+STAMP := $(VENV)/.installed
 PORT ?= 8000
 export PORT
 
-.PHONY: install run test bench soak lint migrate emulator-start emulator-stop clean
+.PHONY: help install run test bench soak lint migrate emulator-start emulator-stop clean clean-all
 
-$(STAMP): requirements/base.txt requirements/dev.txt
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## /  make \1\t/' | expand -t 24
+
+# The stamp is newer than every requirements file once they are installed: `make install` does
+# nothing until one of them changes.
+$(STAMP): $(wildcard requirements/*.txt)
+	@if [ ! -x $(BIN)/python ]; then \
+	  [ -n "$(PYTHON)" ] || { echo "python3.11 (or python3) not found on PATH" >&2; exit 1; }; \
+	  $(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+	    || { echo "DPP needs Python 3.11 or newer; $(PYTHON) is older" >&2; exit 1; }; \
+	  echo "creating $(VENV) with $(PYTHON)"; \
+	  $(PYTHON) -m venv $(VENV) && $(BIN)/python -m pip install --quiet --upgrade pip; \
+	fi
 	$(BIN)/python -m pip install --quiet -r requirements/dev.txt
-	touch $(STAMP)
+	@touch $(STAMP)
 
-install: $(STAMP) ## create .venv and install requirements/dev.txt (only when they changed)
+install: $(STAMP) ## create .venv and install requirements/dev.txt (again only when requirements change)
 
-run: install ## the whole platform on this machine: emulator, migrations, demo tenant, api+worker+beat+flower
+run: install ## emulator, migrations, demo tenant and key, then api + worker + beat + flower (Ctrl-C stops all)
 	bash scripts/run.sh
 
-test: install ## the whole suite against real PostgreSQL, Redis, the emulator and Celery workers
+test: install ## the whole suite against PostgreSQL, Redis, the emulator and real workers (PYTEST_ARGS=...)
 	bash scripts/test.sh $(PYTEST_ARGS)
 
-bench: install ## benchmarks: figures and ratios measured in one run
+bench: install ## benchmarks (bench/run.py) with the emulator up: figures and ratios
+	@[ -f bench/run.py ] || { echo "bench/run.py does not exist: no benchmarks to run" >&2; exit 1; }
 	bash scripts/with_emulator.sh $(BIN)/python bench/run.py
 
-soak: install ## N runs across two workers while a chaos loop kills workers; exit 1 on any leak
-	bash scripts/with_emulator.sh $(BIN)/python bench/soak.py
-
-lint: install
+lint: install ## ruff check
 	$(BIN)/ruff check .
 
-migrate: install
+migrate: install ## apply the database migrations
 	$(BIN)/python manage.py migrate --noinput
 
-emulator-start: install
+emulator-start: install ## start the local SQS+S3 emulator (or reuse the one that answers)
 	$(BIN)/python scripts/emulator.py start
 
-emulator-stop: install
+emulator-stop: install ## stop the emulator, if scripts/emulator.py started it
 	$(BIN)/python scripts/emulator.py stop
 
-clean: ## remove logs and pid files of local runs (never the venv)
-	rm -rf .run
+clean: ## remove the logs of local runs (keeps the venv and a running emulator's pid file)
+	@if [ -d .run ]; then find .run -type f -name '*.log' -delete; find .run -mindepth 1 -type d -empty -delete; fi
+
+clean-all: ## stop the emulator started here, then remove .run/ and .venv/
+	@if [ -x $(BIN)/python ]; then $(BIN)/python scripts/emulator.py stop || true; fi
+	rm -rf .run $(VENV)
+
+soak: install ## SOAK_RUNS runs (1000) across two workers killed at random; exit 1 on any leaked micro
+	bash scripts/with_emulator.sh $(BIN)/python bench/soak.py

@@ -218,32 +218,34 @@ def bench_execution() -> dict:
     tenant = tenant_create(name=f"bench-exec-{RUN_ID}", plan_code="unlimited")
     wallet_top_up(tenant=tenant, amount_micros=1_000_000_000, memo="bench")
     worker = start_worker()
-    time.sleep(6)  # worker start-up, outside the measurement
-    rss = rss_per_process_mb(worker)
+    try:
+        time.sleep(6)  # worker start-up, outside the measurement
+        rss = rss_per_process_mb(worker)
 
-    inputs = pack_get("decision").validate(BODY["inputs"])  # as the API stores them
-    started = time.perf_counter()
-    ids = []
-    for index in range(RUNS):
-        submission = RunSubmission(
-            idempotency_key=f"exec-{RUN_ID}-{index}", payload_hash="0" * 64, pack_type="decision",
-            inputs=inputs, max_cost_micros=50_000, timebox_sec=30,
-            min_reliability_score=None, trace_id=f"bench-{index}")
-        ids.append(run_create(tenant=tenant, submission=submission, now=timezone.now()).run.pk)
-    deadline = time.monotonic() + 300
-    while Run.objects.filter(pk__in=ids, status="COMPLETED").count() < RUNS and time.monotonic() < deadline:
-        time.sleep(0.2)
-    runs_wall = time.perf_counter() - started
-    completed = Run.objects.filter(pk__in=ids, status="COMPLETED").count()
+        inputs = pack_get("decision").validate(BODY["inputs"])  # as the API stores them
+        started = time.perf_counter()
+        ids = []
+        for index in range(RUNS):
+            submission = RunSubmission(
+                idempotency_key=f"exec-{RUN_ID}-{index}", payload_hash="0" * 64, pack_type="decision",
+                inputs=inputs, max_cost_micros=50_000, timebox_sec=30,
+                min_reliability_score=None, trace_id=f"bench-{index}")
+            ids.append(run_create(tenant=tenant, submission=submission, now=timezone.now()).run.pk)
+        deadline = time.monotonic() + 300
+        while Run.objects.filter(pk__in=ids, status="COMPLETED").count() < RUNS and time.monotonic() < deadline:
+            time.sleep(0.2)
+        runs_wall = time.perf_counter() - started
+        completed = Run.objects.filter(pk__in=ids, status="COMPLETED").count()
 
-    started = time.perf_counter()
-    for _ in range(RUNS):
-        noop_task.apply_async(kwargs={"bench_id": RUN_ID}, queue=settings.DPP_QUEUE_NAME)
-    while noop_done_count(bench_id=RUN_ID) < RUNS and time.perf_counter() - started < 300:
-        time.sleep(0.2)
-    noop_wall = time.perf_counter() - started
-    rss_after = rss_per_process_mb(worker)
-    stop(worker)
+        started = time.perf_counter()
+        for _ in range(RUNS):
+            noop_task.apply_async(kwargs={"bench_id": RUN_ID}, queue=settings.DPP_QUEUE_NAME)
+        while noop_done_count(bench_id=RUN_ID) < RUNS and time.perf_counter() - started < 300:
+            time.sleep(0.2)
+        noop_wall = time.perf_counter() - started
+        rss_after = rss_per_process_mb(worker)
+    finally:
+        stop(worker)
     return {"runs": completed, "runs_per_s": completed / runs_wall, "noop_per_s": RUNS / noop_wall,
             "rss_mb_start": rss, "rss_mb_end": rss_after}
 

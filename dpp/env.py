@@ -6,6 +6,7 @@ deployment stops the process at start instead of running with a silent default.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from urllib.parse import unquote, urlparse
 
@@ -84,4 +85,9 @@ def is_loopback_url(url: str | None) -> bool:
     if not url:
         return False
     host = urlparse(url).hostname or ""
-    return host in {"localhost", "::1"} or host.startswith("127.")
+    if host == "localhost":
+        return True
+    try:  # an address, not a name that merely starts like one (127.0.0.1.example.com)
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -22,7 +22,18 @@ def redact(text: str) -> str:
 
 
 class ContextFilter(logging.Filter):
+    """Copies the bound ids onto the record and redacts keys from its message and traceback,
+    so the plain-text formatter (DPP_JSON_LOGS=false) never prints a key either."""
+
     def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a bad format string is reported by the handler, not raised at the caller
+            message = None
+        if message is not None and (redacted := redact(message)) != message:
+            record.msg, record.args = redacted, None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
         for name, getter in (
             ("request_id", current_request_id),
             ("trace_id", current_trace_id),
@@ -47,5 +58,7 @@ class JsonFormatter(logging.Formatter):
                 continue
             payload[key] = value
         if record.exc_info:
-            payload["exc_info"] = redact(self.formatException(record.exc_info))
-        return json.dumps(payload, default=str)
+            payload["exc_info"] = record.exc_text or self.formatException(record.exc_info)
+        # Redact the whole line: a key may also arrive in an ``extra`` field. The replacement
+        # holds no quote or backslash, so the line stays valid JSON.
+        return redact(json.dumps(payload, default=str))

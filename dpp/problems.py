@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from django.core.exceptions import RequestDataTooBig
+from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.utils.html import escape
 from rest_framework import exceptions as drf_exceptions
@@ -137,6 +137,8 @@ def problem_exception_handler(exc, context):
         )
     if isinstance(exc, Http404):
         exc = drf_exceptions.NotFound()
+    elif isinstance(exc, PermissionDenied):  # Django's, as DRF's own handler maps it
+        exc = drf_exceptions.PermissionDenied()
     if isinstance(exc, RequestDataTooBig):
         return problem_response(status=413, slug="payload-too-large", request=django_request)
     if isinstance(exc, drf_exceptions.ValidationError):

@@ -174,7 +174,8 @@ DPP_FAULT = env_str("DPP_FAULT", "") if DPP_ENV == "test" else ""
 # only reads events, which travel on Redis; see dpp/worker_steps.py.)
 CELERY_BROKER_URL = env_str("DPP_CELERY_BROKER_URL", "sqs://")
 # Worker monitoring events (for Flower) go to this Redis; empty disables them.
-DPP_EVENTS_URL = env_str("DPP_EVENTS_URL", REDIS_URL)
+_events_url = os.environ.get("DPP_EVENTS_URL")
+DPP_EVENTS_URL = REDIS_URL if _events_url is None else _events_url.strip()  # set but empty: off
 CELERY_DPP_EVENTS_URL = DPP_EVENTS_URL
 CELERY_WORKER_CONSUMER = "dpp.worker_steps:DppConsumer"
 CELERY_BROKER_TRANSPORT_OPTIONS = {

@@ -10,7 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
-import time
+import threading
 import urllib.error
 import urllib.request
 import uuid
@@ -44,6 +44,7 @@ class Process:
         self.name, self.argv, self.env = name, argv, env
         self.log_path = LOG_DIR / f"{name}-{uuid.uuid4().hex[:6]}.log"
         self.process: subprocess.Popen | None = None
+        self.stopped_on_purpose = False
 
     def start(self) -> Process:
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
@@ -63,11 +64,13 @@ class Process:
             os.killpg(self.process.pid, signum)
 
     def kill(self) -> None:
+        self.stopped_on_purpose = True
         self.signal(signal.SIGKILL)
         if self.process:
             self.process.wait(timeout=10)
 
     def stop(self, timeout: float = 15) -> None:
+        self.stopped_on_purpose = True
         if self.alive:
             self.signal(signal.SIGTERM)
             try:
@@ -101,6 +104,7 @@ class Platform:
         }
         self.worker_env = worker_env or {}
         self.processes: list[Process] = []
+        self.restarts = 0
         self.moto: Process | None = None
         self.redis: Process | None = None
 
@@ -116,9 +120,30 @@ class Platform:
         self.workers = [self.start_worker() for _ in range(workers)]
         self.beats = [self.start_beat() for _ in range(beats)]
         wait_until(lambda: self.http("GET", "/health")[0] == 200, timeout=30, message="the API")
+        self._supervising = threading.Event()
+        self._supervisor = threading.Thread(target=self._supervise, daemon=True)
+        self._supervisor.start()
         return self
 
+    def _supervise(self) -> None:
+        """Restart a worker that died on its own, as systemd or compose's restart policy would.
+
+        (kombu's SQS consumer stops the whole worker when the endpoint vanishes mid-poll; see
+        docs/RELIABILITY.md.) Workers killed or stopped by a drill stay down."""
+        while not self._supervising.wait(0.5):
+            for index, worker in enumerate(list(self.workers)):
+                if not worker.alive and not worker.stopped_on_purpose:
+                    worker.stopped_on_purpose = True
+                    self.restarts += 1
+                    try:
+                        self.workers[index] = self.start_worker()
+                    except AssertionError:
+                        pass  # tried again on the next turn
+
     def stop(self) -> None:
+        if hasattr(self, "_supervising"):
+            self._supervising.set()
+            self._supervisor.join(timeout=10)
         for process in reversed(self.processes):
             process.stop()
 

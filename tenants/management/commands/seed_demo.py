@@ -9,25 +9,28 @@ import secrets
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
-from billing.models import Wallet
+from billing.selectors import wallet_get
 from billing.services import wallet_top_up
 from tenants.models import Tenant
-from tenants.services import api_key_issue, tenant_create
+from tenants.services import api_key_issue, tenant_assign_plan, tenant_create
 
 DEMO_NAME = "demo"
+DEMO_PLAN = "premium"
 MIN_BALANCE_MICROS = 5_000_000
 TOP_UP_TO_MICROS = 10_000_000
 
 
 class Command(BaseCommand):
-    help = "Create (or reuse) the demo tenant, top it up to $10 when below $5, and print a new API key."
+    help = "Create (or reuse) the demo tenant on the premium plan, top it up to $10 when below $5, and print a new API key."
 
     def handle(self, *args, **options):
         with transaction.atomic():
             tenant = Tenant.objects.filter(name=DEMO_NAME).order_by("created_at").first()
             if tenant is None:
-                tenant = tenant_create(name=DEMO_NAME, plan_code="premium")
-            available = Wallet.objects.get(tenant=tenant).available_micros
+                tenant = tenant_create(name=DEMO_NAME, plan_code=DEMO_PLAN)
+            elif tenant.plan.code != DEMO_PLAN:
+                tenant = tenant_assign_plan(tenant=tenant, plan_code=DEMO_PLAN, reason="seed_demo")
+            available = wallet_get(tenant_id=tenant.pk).available_micros
             if available < MIN_BALANCE_MICROS:
                 wallet_top_up(tenant=tenant, amount_micros=TOP_UP_TO_MICROS - available, memo="demo top-up")
             key = api_key_issue(tenant=tenant, label="demo").plaintext
@@ -52,10 +55,10 @@ class Command(BaseCommand):
         self.stdout.write(f"API key (shown once): {key}\n")
         self.stdout.write("Submit a decision run:")
         self.stdout.write(
-            f"curl -s -X POST {base}/v1/runs -H 'Authorization: Bearer {key}' "
+            f"curl -sS -X POST {base}/v1/runs -H 'Authorization: Bearer {key}' "
             f"-H 'Content-Type: application/json' -H 'Idempotency-Key: demo-{secrets.token_hex(6)}' "
             f"-d '{json.dumps(body, separators=(',', ':'))}'\n"
         )
-        self.stdout.write("Then poll it (run_id from the answer):")
-        self.stdout.write(f"curl -s {base}/v1/runs/RUN_ID -H 'Authorization: Bearer {key}'")
-        self.stdout.write(f"Balance: curl -s {base}/v1/balance -H 'Authorization: Bearer {key}'")
+        self.stdout.write("Then poll it (replace RUN_ID with the run_id of the answer):")
+        self.stdout.write(f"curl -sS {base}/v1/runs/RUN_ID -H 'Authorization: Bearer {key}'")
+        self.stdout.write(f"Balance: curl -sS {base}/v1/balance -H 'Authorization: Bearer {key}'")

@@ -1,0 +1,83 @@
+"""/health is always 200; /readyz checks PostgreSQL, Redis, SQS and S3, each within a bounded
+time, and answers 503 naming what is down."""
+
+import time
+
+import pytest
+from django.conf import settings
+from django.test import override_settings
+
+from dpp.aws import AwsConfig, s3_client, sqs_client
+
+CLOSED_REDIS = "redis://127.0.0.1:1/0"
+CLOSED_AWS = AwsConfig(region="us-east-1", sqs_endpoint="http://127.0.0.1:1", s3_endpoint="http://127.0.0.1:1",
+                       uses_loopback_credentials=True)
+
+
+@pytest.fixture
+def emulator_resources():
+    """The queue and the bucket the checks look for (idempotent on the shared emulator)."""
+    prefix = settings.CELERY_BROKER_TRANSPORT_OPTIONS["queue_name_prefix"]
+    sqs_client().create_queue(QueueName=prefix + settings.DPP_QUEUE_NAME)
+    try:
+        s3_client().create_bucket(Bucket=settings.DPP_RESULT_BUCKET)
+    except s3_client().exceptions.BucketAlreadyOwnedByYou:
+        pass
+
+
+class TestHealth:
+    def test_answers_200_with_status_version_and_services(self, client):
+        response = client.get("/health")
+
+        assert response.status_code == 200
+        body = response.json()
+        assert body["status"] == "ok" and body["version"] == settings.DPP_VERSION
+        assert body["services"] == {"api": "up"}
+
+    def test_answers_200_even_with_every_dependency_down(self, client):
+        with override_settings(REDIS_URL=CLOSED_REDIS, AWS=CLOSED_AWS):
+            assert client.get("/health").status_code == 200
+
+
+@pytest.mark.django_db
+@pytest.mark.emulator
+class TestReadyz:
+    def test_every_dependency_up_is_200(self, client, emulator_resources):
+        response = client.get("/readyz")
+
+        assert response.status_code == 200, response.content
+        assert response.json()["services"] == {"postgres": "up", "redis": "up", "sqs": "up", "s3": "up"}
+
+    def test_redis_on_a_closed_port_is_a_503_naming_it_quickly(self, client, emulator_resources):
+        started = time.monotonic()
+        with override_settings(REDIS_URL=CLOSED_REDIS):
+            response = client.get("/readyz")
+
+        assert time.monotonic() - started < 2.5
+        assert response.status_code == 503
+        assert response["Content-Type"] == "application/problem+json"
+        body = response.json()
+        assert body["type"] == "/problems/service-unavailable" and body["detail"] == "Down: redis"
+        assert body["services"]["redis"].startswith("down") and body["services"]["postgres"] == "up"
+
+    def test_sqs_and_s3_on_a_closed_port_are_a_503_naming_them(self, client, emulator_resources):
+        started = time.monotonic()
+        with override_settings(AWS=CLOSED_AWS):
+            response = client.get("/readyz")
+
+        assert time.monotonic() - started < 2.5
+        assert response.status_code == 503
+        body = response.json()
+        assert body["detail"] == "Down: s3, sqs"
+        assert body["services"]["sqs"].startswith("down") and body["services"]["s3"].startswith("down")
+        assert (body["services"]["postgres"], body["services"]["redis"]) == ("up", "up")
+
+    def test_a_missing_queue_or_bucket_is_down_too(self, client, emulator_resources):
+        with override_settings(DPP_QUEUE_NAME="dpp-no-such-queue", DPP_RESULT_BUCKET="dpp-no-such-bucket"):
+            response = client.get("/readyz")
+
+        assert response.status_code == 503
+        assert response.json()["detail"] == "Down: s3, sqs"
+
+    def test_answers_only_get(self, client):
+        assert client.post("/readyz").status_code == 405
