@@ -60,7 +60,7 @@ def body(index: int) -> dict:
                         {"id": "b", "label": "B", "scores": {"x": 2, "y": index % 5}}],
             "criteria": [{"id": "x", "weight": 0.5}, {"id": "y", "weight": 0.5}]},
             "reservation": {"max_cost_usd": "0.0500", "timebox_sec": 30}}
-    seconds = random.Random(index).choice([0.1, 0.3, 0.8, 1.5])  # slow ones: kills land mid-run
+    seconds = random.Random(index).choice([0.05, 0.2, 0.5, 1.0])  # slow ones: kills land mid-run
     return {"pack_type": "test_slow", "inputs": {"seconds": seconds, "cost_micros": 1_000 + index % 40_000},
             "reservation": {"max_cost_usd": "0.0500", "timebox_sec": 30}}
 
