@@ -26,7 +26,7 @@ sys.path.insert(0, str(REPO))
 SOAK_DB = os.environ.get("SOAK_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/dpp_soak")
 RUNS = int(os.environ.get("SOAK_RUNS", "1000"))
 MAX_SECONDS = int(os.environ.get("SOAK_MAX_SECONDS", "900"))
-KILL_EVERY = (3.0, 6.0)
+KILL_EVERY = (5.0, 10.0)
 SEED = int(os.environ.get("SOAK_SEED", "7"))
 
 os.environ.update({"DATABASE_URL": SOAK_DB, "DPP_ENV": "test", "DJANGO_SETTINGS_MODULE": "dpp.settings",

@@ -16,6 +16,8 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import DateTimeField, DurationField, ExpressionWrapper, F, Value
+from django.db.models.functions import Greatest, Least, Power
 
 from billing.services import reservation_amount
 from dpp.context import bound_context
@@ -36,6 +38,7 @@ from runs.services import (
 logger = logging.getLogger(__name__)
 
 OUTBOX_GRACE_SECONDS = 5  # an on-commit send normally confirms within milliseconds
+MAX_BACKOFF_DOUBLINGS = 6  # resends of a waiting run at most every 64 leases
 
 
 def _batch(queryset, limit: int | None) -> list:
@@ -129,8 +132,17 @@ def outbox_sweep(*, now: datetime, limit: int | None = None) -> dict:
 
     unconfirmed = Run.objects.filter(status=Run.Status.QUEUED, deadline_at__gt=now, enqueued_at__isnull=True,
                                      created_at__lt=now - timedelta(seconds=OUTBOX_GRACE_SECONDS))
-    stale = Run.objects.filter(status=Run.Status.QUEUED, deadline_at__gt=now,
-                               enqueued_at__lt=now - timedelta(seconds=settings.DPP_LEASE_SECONDS))
+    # A run still QUEUED a lease after its last send is sent again, with exponential backoff
+    # (lease x 2^(sends - 1), capped): behind a long backlog, resending every waiting run every
+    # pass would flood the queue with duplicates faster than workers can ignore them.
+    backoff = ExpressionWrapper(
+        Value(timedelta(seconds=settings.DPP_LEASE_SECONDS))
+        * Power(2, Least(Greatest(F("enqueue_attempts") - 1, 0), MAX_BACKOFF_DOUBLINGS)),
+        output_field=DurationField(),
+    )
+    stale = (Run.objects.filter(status=Run.Status.QUEUED, deadline_at__gt=now, enqueued_at__isnull=False)
+             .alias(resend_at=ExpressionWrapper(F("enqueued_at") + backoff, output_field=DateTimeField()))
+             .filter(resend_at__lt=now))
     for queryset in (unconfirmed, stale):
         for run in queryset.order_by("created_at")[: limit or settings.DPP_REAPER_BATCH_SIZE]:
             if not run_mark_resent(run=run, now=now):

@@ -208,6 +208,32 @@ class TestOutbox:
         assert sent == [run.pk]
         assert outbox_sweep(now=timezone.now()) == {}  # confirmed now: not sent twice
 
+    def test_a_waiting_run_is_resent_with_exponential_backoff(self, monkeypatch):
+        from django.conf import settings
+        from django.db.models import F
+
+        sent = []
+
+        def send(*, run_id, now):  # counts the send like run_enqueue does
+            sent.append(run_id)
+            Run.objects.filter(pk=run_id).update(enqueue_attempts=F("enqueue_attempts") + 1)
+            return True
+
+        monkeypatch.setattr("runs.reaper.run_enqueue", send)
+        tenant = TenantFactory(balance_micros=INITIAL)
+        lease = timedelta(seconds=settings.DPP_LEASE_SECONDS)
+        now = timezone.now()
+        once, thrice = make_run(tenant), make_run(tenant)
+        # Sent once, 1.5 leases ago: due (after 1 lease). Sent 3 times, 3.5 leases ago: due after 4.
+        Run.objects.filter(pk=once.pk).update(enqueued_at=now - lease * 1.5, enqueue_attempts=1)
+        Run.objects.filter(pk=thrice.pk).update(enqueued_at=now - lease * 3.5, enqueue_attempts=3)
+
+        assert outbox_sweep(now=now) == {"resent": 1}
+        assert sent == [once.pk]
+        # 0.6 leases later: thrice is 4.1 leases old (due); once was resent, now waits 2 leases.
+        assert outbox_sweep(now=now + lease * 0.6) == {"resent": 1}
+        assert sent == [once.pk, thrice.pk]
+
     def test_a_failed_resend_is_retried_on_the_next_pass(self, monkeypatch):
         monkeypatch.setattr("runs.reaper.run_enqueue", lambda *, run_id, now: False)
         tenant = TenantFactory(balance_micros=INITIAL)
