@@ -6,6 +6,7 @@ from django.contrib import admin
 
 from billing.models import Account, Journal, JournalLeg, Wallet
 from billing.money import micros_to_usd
+from dpp.admin import ReadOnlyInline
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -19,18 +20,9 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
-class JournalLegInline(admin.TabularInline):
+class JournalLegInline(ReadOnlyInline):
     model = JournalLeg
     fields = ("account", "amount_micros", "amount_usd")
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
 
     @admin.display(description="USD")
     def amount_usd(self, leg):

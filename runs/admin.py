@@ -15,23 +15,15 @@ from django.utils.html import format_html, format_html_join
 
 from billing.models import JournalLeg
 from billing.money import MoneyFormatError, micros_to_usd, usd_to_micros
+from dpp.admin import ReadOnlyInline
 from runs import storage
 from runs.models import AuditRequiredRun, Run, RunEvent
 from runs.services import AuditResolutionRefused, run_resolve_audit
 
 
-class RunEventInline(admin.TabularInline):
+class RunEventInline(ReadOnlyInline):
     model = RunEvent
     fields = ("created_at", "kind", "actor", "from_status", "to_status", "money_state", "amount_micros", "reason")
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
 
 
 class ResolveAuditForm(forms.Form):

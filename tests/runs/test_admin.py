@@ -23,20 +23,8 @@ INITIAL = 10_000_000
 
 
 @pytest.fixture(autouse=True)
-def _no_broker(monkeypatch):
-    monkeypatch.setattr("runs.services.run_enqueue", lambda **kwargs: True)
-
-
-@pytest.fixture(autouse=True)
-def _bucket():
-    from django.conf import settings
-
-    from dpp.aws import s3_client
-
-    try:
-        s3_client().create_bucket(Bucket=settings.DPP_RESULT_BUCKET)
-    except s3_client().exceptions.BucketAlreadyOwnedByYou:
-        pass
+def _broker_and_bucket(no_broker, result_bucket):
+    """Every test here: no queue sends, and the results bucket exists."""
 
 
 @pytest.fixture
