@@ -24,6 +24,7 @@ from dpp.context import bound_context
 from runs import storage
 from runs.locks import run_lock_or_skip
 from runs.models import Run
+from runs.ops import queue_depth
 from runs.services import (
     run_enqueue,
     run_fail_never_started,
@@ -143,7 +144,16 @@ def outbox_sweep(*, now: datetime, limit: int | None = None) -> dict:
     stale = (Run.objects.filter(status=Run.Status.QUEUED, deadline_at__gt=now, enqueued_at__isnull=False)
              .alias(resend_at=ExpressionWrapper(F("enqueued_at") + backoff, output_field=DateTimeField()))
              .filter(resend_at__lt=now))
-    for queryset in (unconfirmed, stale):
+    querysets = [unconfirmed]
+    # Messages still visible on the queue mean a backlog: the waiting runs' messages are in it,
+    # not lost, and resending them would only add duplicates. Resend stale runs only when the
+    # queue is drained (or its depth is unknown).
+    depth = queue_depth()
+    if depth.get("visible", 0) > 0:
+        counts["backlog"] = depth["visible"]
+    else:
+        querysets.append(stale)
+    for queryset in querysets:
         for run in queryset.order_by("created_at")[: limit or settings.DPP_REAPER_BATCH_SIZE]:
             if not run_mark_resent(run=run, now=now):
                 counts["skipped"] += 1

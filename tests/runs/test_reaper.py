@@ -196,6 +196,20 @@ class TestOutbox:
         assert sent == [run.pk]
         assert outbox_sweep(now=timezone.now()) == {}  # confirmed now: not sent twice
 
+    def test_waiting_runs_are_not_resent_behind_a_backlog(self, monkeypatch):
+        from django.conf import settings
+
+        sent = []
+        monkeypatch.setattr("runs.reaper.run_enqueue", lambda *, run_id, now: sent.append(run_id) or True)
+        monkeypatch.setattr("runs.reaper.queue_depth", lambda: {"visible": 42, "in_flight": 2})
+        tenant = TenantFactory(balance_micros=INITIAL)
+        waiting = make_run(tenant)
+        Run.objects.filter(pk=waiting.pk).update(
+            enqueued_at=timezone.now() - timedelta(seconds=10 * settings.DPP_LEASE_SECONDS), enqueue_attempts=1)
+
+        assert outbox_sweep(now=timezone.now()) == {"backlog": 42}
+        assert sent == []
+
     def test_a_waiting_run_is_resent_with_exponential_backoff(self, monkeypatch):
         from django.conf import settings
         from django.db.models import F
@@ -208,6 +222,7 @@ class TestOutbox:
             return True
 
         monkeypatch.setattr("runs.reaper.run_enqueue", send)
+        monkeypatch.setattr("runs.reaper.queue_depth", lambda: {"visible": 0, "in_flight": 0})
         tenant = TenantFactory(balance_micros=INITIAL)
         lease = timedelta(seconds=settings.DPP_LEASE_SECONDS)
         now = timezone.now()
