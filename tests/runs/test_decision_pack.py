@@ -63,12 +63,14 @@ class TestDecisionPackTopsis:
     def test_matches_the_published_worked_example(self):
         """Hwang, C.-L. and Yoon, K. (1981), *Multiple Attribute Decision Making: Methods and
         Applications. A State-of-the-Art Survey*, Lecture Notes in Economics and Mathematical
-        Systems 186, Springer, section 2.3.5 (TOPSIS), the fighter aircraft example (decision
-        matrix of Table 2.x "fighter aircraft", qualitative ratings quantified on the interval
-        scale 1..9; weights w = (0.2, 0.1, 0.1, 0.1, 0.2, 0.3)); the same example is worked in
+        Systems 186, Springer: the fighter aircraft example of the TOPSIS section (four aircraft,
+        six attributes, acquisition cost the only cost attribute, qualitative ratings quantified
+        on the 1..9 interval scale, weights w = (0.2, 0.1, 0.1, 0.1, 0.2, 0.3)), worked again in
         Yoon, K.P. and Hwang, C.-L. (1995), *Multiple Attribute Decision Making: An Introduction*,
-        Sage, ch. 5. Published relative closeness to the ideal solution, to three decimals:
-        C1 = 0.643, C2 = 0.268, C3 = 0.614, C4 = 0.312, so A1 > A3 > A4 > A2."""
+        Sage. Relative closeness to the ideal solution as published, to three decimals:
+        C1 = 0.643, C2 = 0.268, C3 = 0.614, C4 = 0.312, so A1 > A3 > A4 > A2. (The figures were
+        taken from the literature as remembered, not checked against a copy here; our computation
+        reproduces them, and the closing note of issue 4 says so.)"""
         data = run(FIGHTERS)
 
         closeness = by_id(data, "topsis_score")
