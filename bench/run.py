@@ -68,18 +68,10 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def setup_database() -> tuple[str, str]:
-    subprocess.run(["createdb", "-h", "127.0.0.1", "-U", "postgres", BENCH_DB.rsplit("/", 1)[1]],
-                   capture_output=True, check=False)
-    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=REPO, check=True)
-    import django
+    from bench.common import funded_tenant
 
-    django.setup()
-    from billing.services import wallet_top_up
-    from tenants.services import api_key_issue, tenant_create
-
-    tenant = tenant_create(name=f"bench-{RUN_ID}", plan_code="unlimited")
-    wallet_top_up(tenant=tenant, amount_micros=9_000_000_000, memo="bench")
-    return str(tenant.pk), api_key_issue(tenant=tenant, label="bench").plaintext
+    tenant, key = funded_tenant(database_url=BENCH_DB, name=f"bench-{RUN_ID}", micros=9_000_000_000)
+    return str(tenant.pk), key
 
 
 def start_gunicorn() -> subprocess.Popen:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import random
-import subprocess
 import sys
 import threading
 import time
@@ -38,18 +37,9 @@ def log(message: str) -> None:
 
 
 def setup() -> tuple[object, str]:
-    subprocess.run(["createdb", "-h", "127.0.0.1", "-U", "postgres", SOAK_DB.rsplit("/", 1)[1]],
-                   capture_output=True, check=False)
-    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=REPO, check=True)
-    import django
+    from bench.common import funded_tenant
 
-    django.setup()
-    from billing.services import wallet_top_up
-    from tenants.services import api_key_issue, tenant_create
-
-    tenant = tenant_create(name=f"soak-{uuid.uuid4().hex[:6]}", plan_code="unlimited")
-    wallet_top_up(tenant=tenant, amount_micros=RUNS * 50_000, memo="soak")
-    return tenant, api_key_issue(tenant=tenant, label="soak").plaintext
+    return funded_tenant(database_url=SOAK_DB, name=f"soak-{uuid.uuid4().hex[:6]}", micros=RUNS * 50_000)
 
 
 def body(index: int) -> dict:
