@@ -202,13 +202,6 @@ class RunListQuery(serializers.Serializer):
     status = serializers.ChoiceField(choices=Run.Status.choices, required=False)
 
 
-class BalanceOutput(serializers.Serializer):
-    available_usd = serializers.CharField()
-    held_usd = serializers.CharField()
-    currency = serializers.CharField()
-    plan = serializers.DictField()
-
-
 class PackOutput(serializers.Serializer):
     pack_type = serializers.CharField()
     title = serializers.CharField()

@@ -9,7 +9,6 @@ from rest_framework.response import Response
 
 from billing.money import micros_to_usd
 from billing.selectors import wallet_get
-from dpp.api import TenantAPIView
 from dpp.context import current_trace_id, set_trace_id
 from dpp.errors import DomainError
 from runs import serializers as s
@@ -18,6 +17,7 @@ from runs.packs import packs_all
 from runs.selectors import run_get_for_tenant, run_is_expired, runs_list_for_tenant, usage_daily_for_tenant
 from runs.services import RunSubmission, run_create
 from runs.storage import presigned_url
+from tenants.api import TenantAPIView
 
 
 class NotFound(DomainError):
@@ -130,19 +130,6 @@ class RunDetailView(TenantAPIView):
             "results": _results([run]),
         }
         return Response(s.RunOutput(run, context=context).data, headers=_cost_headers(run))
-
-
-class BalanceView(TenantAPIView):
-    @extend_schema(operation_id="balance_retrieve", responses={200: s.BalanceOutput})
-    def get(self, request):
-        wallet = wallet_get(tenant_id=request.user.pk)
-        plan = request.user.plan
-        return Response({
-            "available_usd": micros_to_usd(wallet.available_micros),
-            "held_usd": micros_to_usd(wallet.held_micros),
-            "currency": "USD",
-            "plan": {"code": plan.code, "limits": plan.limits()},
-        })
 
 
 class PackListView(TenantAPIView):

@@ -1,4 +1,4 @@
-"""The default plans of DESIGN section 4a (the data migration seeds the same rows)."""
+"""The default plans (the data migration seeds the same rows)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
-"""API key format (DESIGN section 6): ``dpp_live_<32 base62>_<8 checksum>``, HMAC at rest.
+"""API key format (the documented wire format): ``dpp_live_<32 base62>_<8 checksum>``, HMAC at rest.
 
-The checksum is recomputed here from the design's words, independently of tenants/keys.py.
+The checksum is recomputed here from the documented format, independently of tenants/keys.py.
 """
 
 import hashlib
