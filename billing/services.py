@@ -22,17 +22,13 @@ from tenants.models import Tenant
 
 
 class InsufficientBalance(DomainError):
-    status = 402
     slug = "insufficient-balance"
-    title = "Insufficient balance"
 
 
 class LedgerError(DomainError):
     """An operation that would break a ledger invariant; a programming or data error."""
 
-    status = 500
     slug = "internal-error"
-    title = "Ledger invariant violated"
 
 
 def _require_atomic() -> None:

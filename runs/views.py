@@ -21,24 +21,18 @@ from tenants.api import TenantAPIView
 
 
 class NotFound(DomainError):
-    status = 404
     slug = "not-found"
-    title = "Not found"
 
     def __init__(self, detail: str = "No such run.", **kwargs):
         super().__init__(detail, **kwargs)
 
 
 class Gone(DomainError):
-    status = 410
     slug = "gone"
-    title = "Gone"
 
 
 class InvalidIdempotencyKey(DomainError):
-    status = 400
     slug = "invalid-idempotency-key"
-    title = "Invalid Idempotency-Key"
 
 
 class RunCursorPagination(CursorPagination):
@@ -69,6 +63,9 @@ def _results(runs) -> dict:
 
 
 class RunCollectionView(TenantAPIView):
+    problem_slugs = {"get": ("validation-error",), "post": ("invalid-idempotency-key", "idempotency-key-reused", "insufficient-balance",
+                              "max-cost-exceeded", "concurrent-runs-exceeded")}
+
     @extend_schema(
         operation_id="runs_create",
         request=s.RunCreateInput,
@@ -118,6 +115,8 @@ class RunCollectionView(TenantAPIView):
 
 
 class RunDetailView(TenantAPIView):
+    problem_slugs = {"get": ("not-found", "gone")}
+
     @extend_schema(operation_id="runs_retrieve", responses={200: s.RunOutput})
     def get(self, request, run_id: str):
         run = run_get_for_tenant(tenant=request.user, run_id=run_id)
@@ -145,6 +144,8 @@ class PackListView(TenantAPIView):
 
 
 class UsageView(TenantAPIView):
+    problem_slugs = {"get": ("not-found", "validation-error")}
+
     @extend_schema(
         operation_id="usage_retrieve",
         parameters=[OpenApiParameter("from", str, description="YYYY-MM-DD (UTC), default 30 days ago"),

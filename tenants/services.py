@@ -29,9 +29,7 @@ class PlanNotFound(ValidationProblem):
 
 
 class TenantNotFound(DomainError):
-    status = 404
     slug = "not-found"
-    title = "Not found"
 
 
 @dataclass(frozen=True)

@@ -27,9 +27,7 @@ logger = logging.getLogger(__name__)
 
 
 class AuditResolutionRefused(DomainError):
-    status = 409
-    slug = "bad-request"
-    title = "This resolution is not possible"
+    slug = "audit-resolution-refused"
 
 
 def run_resolve_audit(*, run_id, action: str, actor: str, reason: str, amount_micros: int | None = None,

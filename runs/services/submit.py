@@ -39,21 +39,15 @@ logger = logging.getLogger(__name__)
 
 
 class IdempotencyKeyReused(DomainError):
-    status = 409
     slug = "idempotency-key-reused"
-    title = "Idempotency-Key reused"
 
 
 class MaxCostExceeded(DomainError):
-    status = 402
     slug = "max-cost-exceeded"
-    title = "Spend cap above plan limit"
 
 
 class ConcurrentRunsExceeded(DomainError):
-    status = 429
     slug = "concurrent-runs-exceeded"
-    title = "Too many concurrent runs"
 
 
 @dataclass(frozen=True)
