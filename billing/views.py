@@ -5,7 +5,6 @@ from __future__ import annotations
 from drf_spectacular.utils import extend_schema
 from rest_framework.response import Response
 
-from billing.money import micros_to_usd
 from billing.selectors import wallet_get
 from billing.serializers import BalanceOutput
 from tenants.api import TenantAPIView
@@ -16,9 +15,6 @@ class BalanceView(TenantAPIView):
     def get(self, request):
         wallet = wallet_get(tenant_id=request.user.pk)
         plan = request.user.plan
-        return Response({
-            "available_usd": micros_to_usd(wallet.available_micros),
-            "held_usd": micros_to_usd(wallet.held_micros),
-            "currency": "USD",
-            "plan": {"code": plan.code, "limits": plan.limits()},
-        })
+        balance = {"available_micros": wallet.available_micros, "held_micros": wallet.held_micros,
+                   "plan": {"code": plan.code, "limits": plan.limits()}}
+        return Response(BalanceOutput(balance).data)

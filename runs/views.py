@@ -90,7 +90,7 @@ class RunCollectionView(TenantAPIView):
                 payload_hash=s.payload_hash(body),
                 pack_type=data["pack_type"],
                 inputs=data["inputs"],
-                max_cost_micros=reservation["max_cost_usd"],
+                max_cost_micros=reservation["max_cost_micros"],
                 timebox_sec=reservation["timebox_sec"],
                 min_reliability_score=reservation.get("min_reliability_score"),
                 trace_id=trace_id,
