@@ -128,10 +128,6 @@ class Run(models.Model):
     def __str__(self) -> str:
         return f"run {self.id} ({self.status}/{self.money_state})"
 
-    @property
-    def is_terminal(self) -> bool:
-        return self.status in self.TERMINAL_STATUSES
-
 
 class AuditRequiredRun(Run):
     """The operators' queue: runs whose money needs a human decision."""

@@ -52,10 +52,6 @@ def envelope_delete(*, bucket: str, key: str) -> None:
     s3_client().delete_object(Bucket=bucket, Key=key)
 
 
-def envelope_get(*, bucket: str, key: str) -> bytes:
-    return s3_client().get_object(Bucket=bucket, Key=key)["Body"].read()
-
-
 def presigned_url(*, bucket: str, key: str, now: datetime | None = None) -> tuple[str, datetime]:
     """A GET URL valid DPP_RESULT_URL_SECONDS (signed locally: no network call)."""
     seconds = settings.DPP_RESULT_URL_SECONDS

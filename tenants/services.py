@@ -19,17 +19,13 @@ from django.db.models import Q
 from django.utils import timezone
 
 from billing.services import wallet_open  # the one upward import of tenants: see docs/ARCHITECTURE.md
-from dpp.errors import DomainError, ValidationProblem
+from dpp.errors import ValidationProblem
 from tenants import keys
 from tenants.models import ApiKey, Plan, PlanAssignment, Tenant
 
 
 class PlanNotFound(ValidationProblem):
     pass
-
-
-class TenantNotFound(DomainError):
-    slug = "not-found"
 
 
 @dataclass(frozen=True)

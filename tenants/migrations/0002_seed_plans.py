@@ -1,4 +1,4 @@
-"""Seed the default plans (tenants/plans.py declares the same rows). Later edits happen in admin; this only creates missing ones."""
+"""Seed the default plans (tests reuse ``seed`` after a flush). Later edits happen in admin; this only creates missing ones."""
 
 from django.db import migrations
 
