@@ -10,7 +10,9 @@ import logging
 from pathlib import Path
 
 import pytest
+from django.test import Client
 from django.urls import path
+from rest_framework.exceptions import APIException
 
 from billing.services import LedgerError
 from dpp.errors import PROBLEM_TYPES, DomainError
@@ -45,8 +47,6 @@ SLUGS = slugs_in_code()
 
 @pytest.fixture(scope="module")
 def schema(django_db_blocker):
-    from django.test import Client
-
     with django_db_blocker.unblock():
         return json.loads(Client().get("/api/schema/", HTTP_ACCEPT="application/json").content)
 
@@ -107,8 +107,6 @@ class RaisesLedgerError(OpenAPIView):
 
 class RaisesConflict(OpenAPIView):
     def get(self, request):
-        from rest_framework.exceptions import APIException
-
         error = APIException("conflict")
         error.status_code = 409
         raise error
