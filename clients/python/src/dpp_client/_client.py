@@ -6,12 +6,12 @@ a bound on attempts."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator, Iterator
 from decimal import Decimal
 from typing import Any
 
+import anyio
 import httpx
 
 from dpp_client._core import (
@@ -276,7 +276,7 @@ class WebhookEndpoints:
 
 
 class AsyncClient:
-    """The asyncio twin of :class:`Client`: the same methods, awaited (``list`` is an async iterator)."""
+    """The async twin of :class:`Client` (asyncio or trio): the same methods, awaited (``list`` is an async iterator)."""
 
     def __init__(self, base_url: str | None = None, api_key: str | None = None, *, timeout: float = 30.0,
                  max_retries: int = 4, backoff_base: float = 0.5, backoff_max: float = 8.0,
@@ -287,7 +287,7 @@ class AsyncClient:
                                     max_retry_wait=max_retry_wait, user_agent=user_agent)
         self._http = httpx.AsyncClient(timeout=timeout, transport=transport, follow_redirects=False)
         self._download_http = httpx.AsyncClient(timeout=timeout, transport=transport, follow_redirects=False)
-        self._sleep = asyncio.sleep
+        self._sleep = anyio.sleep  # anyio (an httpx dependency): asyncio and trio alike
         self.runs = AsyncRuns(self)
         self.webhook_endpoints = AsyncWebhookEndpoints(self)
 

@@ -234,7 +234,7 @@ def error_from_response(response: httpx.Response) -> DPPError:
     except ValueError:
         pass
     type_ = str(body.get("type") or "about:blank")
-    slug = type_.rstrip("/").rsplit("/", 1)[-1] if type_.startswith("/problems/") or "/problems/" in type_ else None
+    slug = type_.rstrip("/").rsplit("/", 1)[-1] if "/problems/" in type_ else None
     cls = _BY_SLUG.get(slug or "") or _BY_STATUS.get(response.status_code, DPPError)
     return cls(
         type=type_,
