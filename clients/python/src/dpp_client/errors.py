@@ -121,6 +121,8 @@ class NotAcceptable(DPPError):
 class Conflict(DPPError):
     """409."""
 
+    slug = "conflict"
+
 
 class IdempotencyKeyReused(Conflict):
     slug = "idempotency-key-reused"
