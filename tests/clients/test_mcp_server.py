@@ -55,12 +55,7 @@ class TestInMemory:
             self, live_server, worker, result_bucket, funded):
         tenant, key = funded
         server = build_server(base_url=live_server.url, api_key=key)
-        progress: list[float] = []
-
-        async def on_progress(value, total, message):
-            progress.append(value)
-
-        first = call_tool(server, "run_decision", decision_arguments(wait_seconds=60), progress_callback=on_progress)
+        first = call_tool(server, "run_decision", decision_arguments(wait_seconds=60))
         again = call_tool(server, "run_decision", decision_arguments(wait_seconds=60))
 
         assert not first.is_error, first.content

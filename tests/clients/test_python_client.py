@@ -72,6 +72,20 @@ class TestRunToResult:
         assert Run.objects.filter(status="COMPLETED").count() == 2
 
 
+    def test_a_failed_run_ends_the_wait_and_its_result_raises_run_not_completed(
+            self, live_server, worker, result_bucket, funded):
+        tenant, key = funded
+        inputs = {"seconds": 0.1, "cost_micros": 20_000, "fail": True}
+        with client_for(live_server, key) as client:
+            with pytest.raises(dpp_client.RunNotCompleted, match="PACK_FAILED") as raised:
+                client.run("test_slow", inputs, max_cost_usd="0.0500", timebox_sec=30)
+
+        assert raised.value.run["status"] == "FAILED" and raised.value.run["money_state"] == "SETTLED"
+        assert raised.value.run["cost"]["used_usd"] == "0.0050"  # the minimum fee
+        assert Wallet.objects.get(tenant=tenant).available_micros == INITIAL_MICROS - 5_000
+        assert ledger_is_green()
+
+
 class TestLostResponse:
     def test_a_lost_post_response_is_retried_with_the_same_key_and_replays_the_same_run(
             self, live_server, worker, result_bucket, funded):
