@@ -15,7 +15,7 @@ help: ## list the targets
 
 # The stamp is newer than every requirements file once they are installed: `make install` does
 # nothing until one of them changes.
-$(STAMP): $(wildcard requirements/*.txt)
+$(STAMP): $(wildcard requirements/*.txt) clients/python/pyproject.toml
 	@if [ ! -x $(BIN)/python ]; then \
 	  [ -n "$(PYTHON)" ] || { echo "python3.11 (or python3) not found on PATH" >&2; exit 1; }; \
 	  $(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
@@ -24,6 +24,7 @@ $(STAMP): $(wildcard requirements/*.txt)
 	  $(PYTHON) -m venv $(VENV) && $(BIN)/python -m pip install --quiet --upgrade pip; \
 	fi
 	$(BIN)/python -m pip install --quiet -r requirements/dev.txt
+	$(BIN)/python -m pip install --quiet -e "clients/python[mcp,webhooks]"
 	@touch $(STAMP)
 
 install: $(STAMP) ## create .venv and install requirements/dev.txt (again only when requirements change)
