@@ -118,7 +118,7 @@ def printed_curl(log_path: Path) -> list[str] | None:
 
 
 def curl_header(argv: list[str], name: str) -> str:
-    for flag, value in zip(argv, argv[1:]):
+    for flag, value in zip(argv, argv[1:], strict=False):
         if flag == "-H" and value.lower().startswith(name.lower() + ":"):
             return value.split(":", 1)[1].strip()
     raise SmokeFailure(f"the printed curl has no {name} header: {argv}")
