@@ -18,7 +18,7 @@ LOCAL_EMULATOR_URL = "http://127.0.0.1:5000"
 # boto3 client timeouts: every external call has one.
 CONNECT_TIMEOUT_SECONDS = 2
 READ_TIMEOUT_SECONDS = 10
-MAX_ATTEMPTS = 2  # the first call and one retry
+TOTAL_MAX_ATTEMPTS = 2  # the first call and one retry
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ def client_config_options(*, read_timeout: int = READ_TIMEOUT_SECONDS) -> dict:
     return {
         "connect_timeout": CONNECT_TIMEOUT_SECONDS,
         "read_timeout": read_timeout,
-        "retries": {"max_attempts": MAX_ATTEMPTS, "mode": "standard"},
+        "retries": {"total_max_attempts": TOTAL_MAX_ATTEMPTS, "mode": "standard"},
     }
 
 
