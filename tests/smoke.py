@@ -7,7 +7,8 @@
 3. Parses the `curl` that `make run` printed and executes it (the real curl, no shell).
 4. Polls the run to COMPLETED, downloads the presigned result and checks its SHA-256.
 5. Loads /admin/login/ and one static file it links (served by the app, DEBUG off).
-6. Stops everything it started (SIGINT to the group, as Ctrl-C; then SIGKILL to whatever of
+6. Kills the worker (SIGKILL): scripts/supervise.sh starts a new one, which completes a second run.
+7. Stops everything it started (SIGINT to the group, as Ctrl-C; then SIGKILL to whatever of
    `make run`'s process tree is left), checks the port is free again, drops the database.
 
 Exit 0 and "smoke: OK" when every step passed; otherwise exit 1 with the failing step and the
@@ -36,6 +37,7 @@ PYTHON = REPO / ".venv" / "bin" / "python"
 READY_TIMEOUT_SECONDS = 240  # migrations of a new database, collectstatic, four processes
 RUN_TIMEOUT_SECONDS = 90
 STOP_TIMEOUT_SECONDS = 30
+LONG_POLL_SECONDS = 10  # DPP_SQS_WAIT_SECONDS's default
 
 
 class SmokeFailure(Exception):
@@ -158,14 +160,14 @@ def run_smoke(env: dict, port: int, log_path: Path, state: dict) -> None:
     authorization = {"Authorization": curl_header(argv, "Authorization")}
     step(f"run {run_id} submitted ({answer.get('status')})")
 
-    def completed():
+    def completed(run_id):
         status, _, body = http(f"{base}/v1/runs/{run_id}", headers=authorization)
         run = json.loads(body) if status == 200 else {}
         if run.get("status") == "FAILED":
             raise SmokeFailure(f"the run ended {run['status']}: {run}")
         return run if run.get("status") == "COMPLETED" else None
 
-    run = wait_for(completed, timeout=RUN_TIMEOUT_SECONDS, what=f"run {run_id} to complete")
+    run = wait_for(lambda: completed(run_id), timeout=RUN_TIMEOUT_SECONDS, what=f"run {run_id} to complete")
     step(f"run COMPLETED, money {run['money_state']}, cost {run['cost']}")
 
     status, _, envelope = http(run["result"]["presigned_url"])
@@ -187,6 +189,49 @@ def run_smoke(env: dict, port: int, log_path: Path, state: dict) -> None:
     if status != 200 or not content_type.startswith("text/css") or not css:
         raise SmokeFailure(f"{links[0]} answered {status} {content_type!r} ({len(css)} bytes)")
     step(f"/admin/login/ 200, {links[0]} 200 {content_type} ({len(css)} bytes)")
+
+    # A worker that dies is restarted by scripts/supervise.sh, not the whole stack stopped.
+    state["tree"] |= descendants(process.pid)
+    old = worker_main_processes(state["tree"])
+    if len(old) != 1:
+        raise SmokeFailure(f"expected one worker main process, found {old}")
+    os.kill(old[0], signal.SIGKILL)
+    killed_at = time.monotonic()
+    step(f"worker {old[0]} killed (SIGKILL)")
+
+    def restarted():
+        state["tree"] |= descendants(process.pid)
+        new = [pid for pid in worker_main_processes(state["tree"]) if alive(pid) and pid != old[0]]
+        return new if new and "ready." in log_path.read_text(errors="replace").rsplit(f"{old[0]} Killed", 1)[-1] else None
+
+    new = wait_for(restarted, timeout=60, what="the supervisor to restart the worker", process=process)
+    # The killed worker's open long poll (up to DPP_SQS_WAIT_SECONDS, 10 s) can still take a message
+    # published now and hide it for a whole lease (120 s): submit once that poll has ended.
+    time.sleep(max(0.0, killed_at + LONG_POLL_SECONDS + 1 - time.monotonic()))
+    resubmit = [f"Idempotency-Key: smoke-after-restart-{uuid.uuid4().hex[:8]}" if value.lower().startswith(
+        "idempotency-key:") else value for value in argv]
+    result = subprocess.run(resubmit, capture_output=True, text=True, timeout=30)
+    second = json.loads(result.stdout)["run_id"]
+    wait_for(lambda: completed(second), timeout=RUN_TIMEOUT_SECONDS, what=f"run {second} on the restarted worker")
+    step(f"worker restarted as {new[0]}; run {second} COMPLETED on it")
+
+
+def worker_main_processes(pids: set[int]) -> list[int]:
+    """Celery worker main processes (not pool children: their parent is a worker too)."""
+    def is_worker(pid: int) -> bool:
+        try:
+            args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            return False
+        return any(arg.endswith(b"celery") for arg in args[:2]) and b"worker" in args
+
+    def parent(pid: int) -> int:
+        try:
+            return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            return 0
+
+    return sorted(pid for pid in pids if alive(pid) and is_worker(pid) and not is_worker(parent(pid)))
 
 
 def stop(state: dict, port: int) -> list[str]:
