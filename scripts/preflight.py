@@ -51,7 +51,8 @@ def database_ensure(url: str) -> int:
     try:
         connection = _maintenance_connection(database)
     except psycopg.OperationalError as error:
-        reason = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        reason = lines[0] if lines else type(error).__name__
         print(f"PostgreSQL does not answer at DATABASE_URL={_redacted(url)}: {reason}\n"
               "  start PostgreSQL, or set DATABASE_URL to a server that runs", file=sys.stderr)
         return 1
