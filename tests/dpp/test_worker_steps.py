@@ -20,10 +20,13 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow, pytest.
 
 @pytest.fixture
 def platform():
-    platform = Platform().start(workers=1, beats=0)
-    platform.workers[0].stop()  # (started so that start() waits for the API): the test starts its own
-    yield platform
-    platform.stop()
+    platform = Platform()
+    try:  # a start that fails half-way still stops what it started
+        platform.start(workers=1, beats=0)
+        platform.workers[0].stop()  # (started so that start() waits for the API): the test starts its own
+        yield platform
+    finally:
+        platform.stop()
 
 
 def test_a_worker_started_while_the_events_redis_is_down_consumes_runs_with_traced_log_lines(platform):

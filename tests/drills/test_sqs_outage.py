@@ -23,9 +23,11 @@ OUTAGE_SECONDS = 15
 
 @pytest.fixture
 def platform():
-    platform = Platform().start(workers=1, beats=0)
-    yield platform
-    platform.stop()
+    platform = Platform()
+    try:  # a start that fails half-way still stops what it started
+        yield platform.start(workers=1, beats=0)
+    finally:
+        platform.stop()
 
 
 def test_a_worker_survives_a_15_s_sqs_outage_and_runs_the_next_run_on_the_same_process(platform):
