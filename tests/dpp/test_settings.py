@@ -12,13 +12,14 @@ import pytest
 from dpp.aws import configure_aws_environment
 
 REPO = Path(__file__).resolve().parents[2]
-GOOD_PRODUCTION = {"DPP_ENV": "production", "DJANGO_SECRET_KEY": "s" * 50, "DPP_KEY_PEPPER": "p" * 32}
+GOOD_PRODUCTION = {"DPP_ENV": "production", "DJANGO_SECRET_KEY": "s" * 50, "DPP_KEY_PEPPER": "p" * 32,
+                   "ALLOWED_HOSTS": "dpp.example.com"}
 
 
 def boot(**env) -> subprocess.CompletedProcess:
     """Start Django in a fresh interpreter with only these DPP/Django/AWS variables set."""
     environment = {k: v for k, v in os.environ.items()
-                   if not k.startswith(("DPP_", "DJANGO_", "AWS_", "CORS_", "LOG_LEVEL"))}
+                   if not k.startswith(("DPP_", "DJANGO_", "AWS_", "CORS_", "LOG_LEVEL", "ALLOWED_HOSTS"))}
     environment.update(env)
     code = "import os, django; os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'dpp.settings'); django.setup()"
     return subprocess.run([sys.executable, "-c", code], cwd=REPO, env=environment, capture_output=True, text=True,
@@ -36,6 +37,18 @@ def boot(**env) -> subprocess.CompletedProcess:
     pytest.param({"DPP_ENV": "production"}, "DJANGO_SECRET_KEY", id="production without a secret key"),
     pytest.param({"DPP_ENV": "production", "DJANGO_SECRET_KEY": "s" * 50}, "DPP_KEY_PEPPER",
                  id="production without a pepper"),
+    pytest.param({**GOOD_PRODUCTION, "ALLOWED_HOSTS": ""}, "ALLOWED_HOSTS", id="production without allowed hosts"),
+    pytest.param({**GOOD_PRODUCTION, "DJANGO_SECRET_KEY": "dpp-local-development-secret-key-not-for-production"},
+                 "DJANGO_SECRET_KEY", id="production with the development secret key"),
+    pytest.param({**GOOD_PRODUCTION, "DPP_KEY_PEPPER": "dpp-local-development-pepper"}, "DPP_KEY_PEPPER",
+                 id="production with the development pepper"),
+    pytest.param({**GOOD_PRODUCTION, "DJANGO_DEBUG": "true"}, "DJANGO_DEBUG", id="production with debug"),
+    pytest.param({"DATABASE_URL": "postgres://dpp:pw@db.internal.example.com:5432/dpp"}, "DPP_ENV",
+                 id="no DPP_ENV with a database on another host"),
+    pytest.param({"DATABASE_URL": "postgres://dpp:pw@10.0.0.5:5432/dpp", "DJANGO_SECRET_KEY": "s" * 50,
+                  "DPP_KEY_PEPPER": "p" * 32}, "DPP_ENV", id="no DPP_ENV with a remote database, even with secrets"),
+    pytest.param({"DPP_TRUST_X_FORWARDED_PROTO": "sometimes"}, "DPP_TRUST_X_FORWARDED_PROTO",
+                 id="proxy trust not a boolean"),
     pytest.param({"CORS_ALLOWED_ORIGINS": "*"}, "CORS_ALLOWED_ORIGINS", id="cors wildcard"),
     pytest.param({"CORS_ALLOWED_ORIGINS": "https://ok.example.com,*"}, "CORS_ALLOWED_ORIGINS",
                  id="cors wildcard in a list"),
