@@ -6,9 +6,9 @@ from __future__ import annotations
 import logging
 
 from rest_framework.views import APIView
+from tenants.ratelimit import RateLimiterUnavailable, rate_limit_hit
 
 from dpp.errors import DomainError, ServiceUnavailable
-from tenants.ratelimit import RateLimiterUnavailable, rate_limit_hit
 
 logger = logging.getLogger(__name__)
 
