@@ -91,29 +91,3 @@ class TestTargetCheck:
 
         assert calls == ["hooks.example"]
 
-
-class TestProductionSettings:
-    def test_the_private_allow_list_is_refused_in_production(self):
-        import subprocess
-        import sys
-
-        env = {"DPP_ENV": "production", "DJANGO_SECRET_KEY": "x", "DPP_KEY_PEPPER": "y",
-               "DPP_WEBHOOK_ENCRYPTION_KEY": "z", "DPP_WEBHOOK_ALLOW_PRIVATE_CIDRS": "127.0.0.0/8",
-               "ALLOWED_HOSTS": "api.example", "PATH": "/usr/bin:/bin"}
-        done = subprocess.run([sys.executable, "-c", "import django, os; os.environ.setdefault("
-                               "'DJANGO_SETTINGS_MODULE','dpp.settings'); django.setup()"],
-                              env=env, capture_output=True, text=True, timeout=60)
-
-        assert done.returncode != 0 and "DPP_WEBHOOK_ALLOW_PRIVATE_CIDRS" in done.stderr
-
-    def test_production_needs_the_encryption_key(self):
-        import subprocess
-        import sys
-
-        env = {"DPP_ENV": "production", "DJANGO_SECRET_KEY": "x", "DPP_KEY_PEPPER": "y",
-               "ALLOWED_HOSTS": "api.example", "PATH": "/usr/bin:/bin"}
-        done = subprocess.run([sys.executable, "-c", "import django, os; os.environ.setdefault("
-                               "'DJANGO_SETTINGS_MODULE','dpp.settings'); django.setup()"],
-                              env=env, capture_output=True, text=True, timeout=60)
-
-        assert done.returncode != 0 and "DPP_WEBHOOK_ENCRYPTION_KEY must be set" in done.stderr
