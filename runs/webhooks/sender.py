@@ -12,6 +12,7 @@ import ssl
 import threading
 import time
 from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
 
 from django.conf import settings
 
@@ -60,8 +61,6 @@ def _retry_after(value: str | None) -> int | None:
     if value.isdigit():
         return min(int(value), 24 * 3600)
     try:
-        from email.utils import parsedate_to_datetime
-
         when = parsedate_to_datetime(value)
         return max(0, min(int(when.timestamp() - time.time()), 24 * 3600))
     except (TypeError, ValueError, IndexError, OverflowError):

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
 
+from celery import current_app
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import IntegrityError, connection, transaction
@@ -56,6 +57,7 @@ from runs.webhooks.signing import webhook_headers_sign
 logger = logging.getLogger(__name__)
 
 ROTATION_OVERLAP = timedelta(hours=24)
+DELIVERY_TASK_NAME = "runs.webhooks.tasks.webhook_delivery_attempt_task"
 
 
 # --- errors -----------------------------------------------------------------------------------
@@ -168,13 +170,13 @@ def webhook_events_record(*, tenant_id, event_type: str, payload: dict, run_id=N
 def webhook_deliveries_enqueue(*, delivery_ids: list, now: datetime | None = None) -> int:
     """Send each delivery's task (outside any transaction) and note it; a failed send leaves
     ``enqueued_at`` NULL for the sweep. Duplicates are harmless: the attempt claims first."""
-    from runs.webhooks.tasks import webhook_delivery_attempt_task  # the task module imports services
-
     sent = 0
     for delivery_id in delivery_ids:
         try:
-            webhook_delivery_attempt_task.apply_async(
-                kwargs={"delivery_id": str(delivery_id)}, queue=settings.DPP_WEBHOOK_QUEUE_NAME, retry=True,
+            # By name: the task module imports this one (no import cycle).
+            current_app.send_task(
+                DELIVERY_TASK_NAME, kwargs={"delivery_id": str(delivery_id)},
+                queue=settings.DPP_WEBHOOK_QUEUE_NAME, retry=True,
                 retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5},
             )
         except Exception:  # the broker is down: the sweep sends it later
