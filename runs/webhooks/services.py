@@ -26,6 +26,7 @@ import json
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
@@ -138,13 +139,14 @@ def _event_insert(*, tenant_id, event_type: str, payload: dict, run_id, targets:
     return event
 
 
-def webhook_events_record(*, tenant_id, event_type: str, payload: dict, run_id=None,
+def webhook_events_record(*, tenant_id, event_type: str, payload: dict | Callable[[], dict], run_id=None,
                           run_webhook: dict | None = None, now: datetime | None = None) -> WebhookEvent | None:
     """Record one event and a delivery per subscriber, in the CALLER's transaction.
 
     ``payload`` is the event's ``data`` object (for run events: ``{"run": <GET /v1/runs/{id}
-    without the presigned URL>, "version": <run version>}``). ``run_webhook`` is the run's own
-    ``{"url", "events"}`` (signed with the tenant's default secret). No subscriber: no row, None.
+    without the presigned URL>, "version": <run version>}``), or a function building it, called
+    only when someone subscribes. ``run_webhook`` is the run's own ``{"url", "events"}`` (signed
+    with the tenant's default secret). No subscriber: no row, None.
     """
     if not connection.in_atomic_block:
         raise RuntimeError("webhook_events_record must run inside the transaction of the transition it reports")
@@ -163,6 +165,8 @@ def webhook_events_record(*, tenant_id, event_type: str, payload: dict, run_id=N
             targets.append(_Target(url=run_webhook["url"], endpoint=None))
     if not targets:
         return None
+    if callable(payload):
+        payload = payload()
     return _event_insert(tenant_id=tenant_id, event_type=event_type, payload=payload, run_id=run_id,
                          targets=targets, now=now)
 

@@ -29,10 +29,10 @@ from tests.runs.webhooks.test_ssrf import PUBLIC, REFUSED
 RUN_PAYLOAD = {"run": {"run_id": "r1", "status": "COMPLETED"}, "version": 4}
 
 
-def record(tenant, event_type=EventType.RUN_COMPLETED, *, run_webhook=None, payload=None):
+def record(tenant, event_type=EventType.RUN_COMPLETED, *, run_webhook=None, payload=RUN_PAYLOAD):
     with transaction.atomic():
         return services.webhook_events_record(tenant_id=tenant.pk, event_type=event_type,
-                                              payload=payload or RUN_PAYLOAD, run_id=uuid.uuid4(),
+                                              payload=payload, run_id=uuid.uuid4(),
                                               run_webhook=run_webhook)
 
 
@@ -77,12 +77,24 @@ class TestWebhookEventsRecord:
 
         assert [d.endpoint_id for d in WebhookDelivery.objects.filter(event=event)] == [named.pk]
 
-    def test_no_subscriber_writes_nothing(self, tenant, local_receivers, receiver, enqueued):
+    def test_no_subscriber_writes_nothing_and_builds_no_payload(self, tenant, local_receivers, receiver, enqueued):
         endpoint, _ = endpoint_for(tenant, receiver.url())
         services.webhook_endpoint_update(tenant=tenant, endpoint_id=endpoint.pk, enabled=False)
+        built = []
 
-        assert record(tenant) is None
-        assert not WebhookEvent.objects.exists()
+        assert record(tenant, payload=lambda: built.append(1) or RUN_PAYLOAD) is None
+        assert not WebhookEvent.objects.exists() and built == []
+
+    def test_a_payload_function_is_called_once_when_someone_subscribes(self, tenant, local_receivers, receiver,
+                                                                       enqueued):
+        endpoint_for(tenant, receiver.url("/a"))
+        built = []
+
+        event = record(tenant, run_webhook={"url": receiver.url("/b")},
+                       payload=lambda: built.append(1) or RUN_PAYLOAD)
+
+        assert built == [1] and json.loads(event.body)["data"] == RUN_PAYLOAD
+        assert WebhookDelivery.objects.filter(event=event).count() == 2
 
     def test_other_tenants_endpoints_are_not_subscribers(self, tenant, other_tenant, local_receivers, receiver,
                                                         enqueued):
