@@ -462,3 +462,30 @@ def test_webhooks_never_move_money(tenant, local_receivers, receiver, enqueued):
 
     assert Journal.objects.count() == journals and "ledger OK" in out.getvalue()
     assert WebhookEndpoint.objects.get(tenant=tenant).enabled is False
+
+
+@pytest.mark.django_db(transaction=True)
+class TestWebhookEndpointCreateConcurrency:
+    def test_the_plan_limit_holds_when_creations_race(self, tenant, local_receivers, receiver):
+        tenant.plan.max_webhook_endpoints = 2
+        tenant.plan.save()
+        outcomes, start = [], threading.Barrier(5)
+
+        def create(n):
+            start.wait(10)
+            try:
+                services.webhook_endpoint_create(tenant=tenant, url=receiver.url(f"/{n}"), event_types=[])
+                outcomes.append("created")
+            except services.WebhookEndpointLimitExceeded:
+                outcomes.append("refused")
+            finally:
+                connection.close()
+
+        threads = [threading.Thread(target=create, args=(n,)) for n in range(5)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+
+        assert sorted(outcomes) == ["created", "created", "refused", "refused", "refused"]
+        assert WebhookEndpoint.objects.filter(tenant=tenant).count() == 2
