@@ -4,20 +4,25 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from runs.webhooks.models import SUBSCRIBABLE_EVENT_TYPES
+from runs.webhooks.models import DEFAULT_EVENT_TYPES, SUBSCRIBABLE_EVENT_TYPES
 
 
-class WebhookEndpointCreateInput(serializers.Serializer):
+class RefuseUnknownFields:
+    """Unknown fields are a 422 naming them, not silently dropped (nested serializers too)."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, dict):
+            unknown = sorted(set(data) - set(self.fields))
+            if unknown:
+                raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
+        return super().to_internal_value(data)
+
+
+class WebhookEndpointCreateInput(RefuseUnknownFields, serializers.Serializer):
     url = serializers.CharField(max_length=2048)
     event_types = serializers.ListField(child=serializers.ChoiceField(choices=SUBSCRIBABLE_EVENT_TYPES),
                                         required=False, default=list, max_length=len(SUBSCRIBABLE_EVENT_TYPES))
     description = serializers.CharField(max_length=500, required=False, default="", allow_blank=True)
-
-    def validate(self, attrs):
-        unknown = set(self.initial_data) - set(self.fields)
-        if unknown:
-            raise serializers.ValidationError({name: "unknown field" for name in sorted(unknown)})
-        return attrs
 
 
 class WebhookEndpointUpdateInput(WebhookEndpointCreateInput):
@@ -69,17 +74,14 @@ class WebhookDeliveryListQuery(serializers.Serializer):
     status = serializers.ChoiceField(choices=["pending", "succeeded", "failed", "dead"], required=False)
 
 
-class RunWebhookInput(serializers.Serializer):
-    """The ``webhook`` object of POST /v1/runs (the runs serializer nests it)."""
+class RunWebhookInput(RefuseUnknownFields, serializers.Serializer):
+    """The ``webhook`` object of POST /v1/runs (the runs serializer nests it); ``events``
+    defaults to the three terminal events."""
 
     url = serializers.CharField(max_length=2048)
     events = serializers.ListField(child=serializers.ChoiceField(choices=SUBSCRIBABLE_EVENT_TYPES), required=False,
                                    min_length=1, max_length=len(SUBSCRIBABLE_EVENT_TYPES))
 
     def validate(self, attrs):
-        unknown = set(self.initial_data) - set(self.fields)
-        if unknown:
-            raise serializers.ValidationError({name: "unknown field" for name in sorted(unknown)})
-        if "events" in attrs:
-            attrs["events"] = list(dict.fromkeys(attrs["events"]))
+        attrs["events"] = [str(item) for item in dict.fromkeys(attrs.get("events") or DEFAULT_EVENT_TYPES)]
         return attrs

@@ -83,7 +83,10 @@ class WebhookEndpointDisabled(DomainError):
 
 
 def _url_problem(error: Exception, field: str = "url") -> ValidationProblem:
-    return ValidationProblem(f"{field}: {error}", errors={field: str(error)})
+    errors: dict = {field.rpartition(".")[2]: str(error)}
+    for part in reversed(field.split(".")[:-1]):  # "webhook.url" -> {"webhook": {"url": ...}}
+        errors = {part: errors}
+    return ValidationProblem(f"{field}: {error}", errors=errors)
 
 
 def webhook_url_check(*, url: str, field: str = "url", resolver=None) -> None:
