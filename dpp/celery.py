@@ -6,6 +6,8 @@ import os
 
 from celery import Celery, signals
 
+from dpp.context import bound_context
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dpp.settings")
 
 app = Celery("dpp")
@@ -20,8 +22,6 @@ _task_contexts: dict[str, object] = {}
 
 @signals.task_prerun.connect
 def _bind_task_context(task_id=None, task=None, kwargs=None, **_):
-    from dpp.context import bound_context
-
     request = task.request
     headers = request.headers if isinstance(getattr(request, "headers", None), dict) else {}
     context = bound_context(

@@ -16,6 +16,7 @@ urlpatterns = [
     ),
     path("admin/", admin.site.urls),
     path("v1/", include("runs.urls")),
+    path("v1/", include("billing.urls")),
     path("v1/", include("runs.webhooks.urls")),
 ]
 

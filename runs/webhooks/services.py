@@ -65,21 +65,15 @@ DELIVERY_TASK_NAME = "runs.webhooks.tasks.webhook_delivery_attempt_task"
 
 
 class WebhookNotFound(DomainError):
-    status = 404
     slug = "not-found"
-    title = "Not found"
 
 
 class WebhookEndpointLimitExceeded(DomainError):
-    status = 409
     slug = "webhook-endpoint-limit-exceeded"
-    title = "Webhook endpoint limit reached"
 
 
 class WebhookEndpointDisabled(DomainError):
-    status = 409
     slug = "webhook-endpoint-disabled"
-    title = "Webhook endpoint disabled"
 
 
 def _url_problem(error: Exception, field: str = "url") -> ValidationProblem:

@@ -8,7 +8,6 @@ from rest_framework import status
 from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 
-from dpp.api import TenantAPIView
 from runs.webhooks import serializers as s
 from runs.webhooks import services
 from runs.webhooks.selectors import (
@@ -17,6 +16,7 @@ from runs.webhooks.selectors import (
     webhook_endpoint_get_for_tenant,
     webhook_endpoints_list_for_tenant,
 )
+from tenants.api import TenantAPIView
 
 
 class _NewestFirst(CursorPagination):
@@ -46,6 +46,8 @@ class DefaultSecretRotateView(TenantAPIView):
 
 
 class EndpointCollectionView(TenantAPIView):
+    problem_slugs = {"post": ("webhook-endpoint-limit-exceeded",)}
+
     @extend_schema(operation_id="webhook_endpoints_create", request=s.WebhookEndpointCreateInput,
                    responses={201: s.WebhookEndpointCreatedOutput})
     def post(self, request):
@@ -63,6 +65,8 @@ class EndpointCollectionView(TenantAPIView):
 
 
 class EndpointDetailView(TenantAPIView):
+    problem_slugs = {"get": ("not-found",), "patch": ("not-found",), "delete": ("not-found",)}
+
     @extend_schema(operation_id="webhook_endpoints_retrieve", responses={200: s.WebhookEndpointOutput})
     def get(self, request, endpoint_id: str):
         return Response(s.WebhookEndpointOutput(_endpoint_or_404(request, endpoint_id)).data)
@@ -84,6 +88,8 @@ class EndpointDetailView(TenantAPIView):
 
 
 class EndpointRotateSecretView(TenantAPIView):
+    problem_slugs = {"post": ("not-found",)}
+
     @extend_schema(operation_id="webhook_endpoints_rotate_secret", request=None,
                    responses={200: s.WebhookEndpointCreatedOutput})
     def post(self, request, endpoint_id: str):
@@ -93,6 +99,8 @@ class EndpointRotateSecretView(TenantAPIView):
 
 
 class EndpointTestView(TenantAPIView):
+    problem_slugs = {"post": ("not-found", "webhook-endpoint-disabled")}
+
     @extend_schema(operation_id="webhook_endpoints_test", request=None, responses={202: s.WebhookDeliveryOutput})
     def post(self, request, endpoint_id: str):
         endpoint = _endpoint_or_404(request, endpoint_id)
@@ -101,6 +109,8 @@ class EndpointTestView(TenantAPIView):
 
 
 class EndpointDeliveriesView(TenantAPIView):
+    problem_slugs = {"get": ("not-found", "validation-error")}
+
     @extend_schema(operation_id="webhook_endpoints_deliveries_list",
                    parameters=[OpenApiParameter("status", str, enum=["pending", "succeeded", "failed", "dead"])],
                    responses={200: s.WebhookDeliveryOutput(many=True)})
@@ -116,6 +126,8 @@ class EndpointDeliveriesView(TenantAPIView):
 
 
 class DeliveryRetryView(TenantAPIView):
+    problem_slugs = {"post": ("not-found", "webhook-endpoint-disabled")}
+
     @extend_schema(operation_id="webhook_deliveries_retry", request=None, responses={202: s.WebhookDeliveryOutput})
     def post(self, request, delivery_id: str):
         delivery = webhook_delivery_get_for_tenant(tenant=request.user, delivery_id=delivery_id)

@@ -2,14 +2,15 @@
 
 from django.db import migrations, models
 
-# The default plans' limits (tenants/plans.py); other plans keep the field's default of 10.
+# The default plans' webhook endpoint limits; other plans keep the field's default of 10.
+# (Tests reuse ``seed`` after a flush, after 0002's; a plan already changed from the default keeps its value.)
 LIMITS = {"basic": 5, "premium": 20, "unlimited": 100}
 
 
 def seed(apps, schema_editor):
     Plan = apps.get_model("tenants", "Plan")
     for code, limit in LIMITS.items():
-        Plan.objects.filter(code=code).update(max_webhook_endpoints=limit)
+        Plan.objects.filter(code=code, max_webhook_endpoints=10).update(max_webhook_endpoints=limit)
 
 
 class Migration(migrations.Migration):
