@@ -127,6 +127,8 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     # 3.1: the events DPP sends are documented as OpenAPI webhooks.
     "OAS_VERSION": "3.1.0",
+    # One name for the event types a subscriber may name (endpoints' event_types, runs' webhook.events).
+    "ENUM_NAME_OVERRIDES": {"WebhookEventTypeEnum": "runs.webhooks.models.SUBSCRIBABLE_EVENT_TYPES"},
     "WEBHOOKS": [f"runs.webhooks.openapi.{name}" for name in
                  ("run_completed", "run_failed", "run_canceled", "run_started", "webhook_test")],
 }

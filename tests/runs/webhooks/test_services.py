@@ -23,7 +23,7 @@ from runs.webhooks.models import (
     WebhookEndpoint,
     WebhookEvent,
 )
-from tests.runs.webhooks.conftest import Reply
+from tests.runs.webhooks.receiver import Reply
 from tests.runs.webhooks.test_ssrf import PUBLIC, REFUSED
 
 RUN_PAYLOAD = {"run": {"run_id": "r1", "status": "COMPLETED"}, "version": 4}

@@ -16,7 +16,7 @@ from standardwebhooks import Webhook
 
 from runs.webhooks import services
 from runs.webhooks.models import EventType, WebhookAttempt, WebhookDelivery
-from tests.runs.webhooks.conftest import Reply
+from tests.runs.webhooks.receiver import Reply
 from tests.workers import WorkerProcess, wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow, pytest.mark.emulator]

@@ -1,5 +1,6 @@
-"""A real webhook receiver (a threaded HTTP server on 127.0.0.1) and the settings that let
-deliveries reach it (DPP_WEBHOOK_ALLOW_PRIVATE_CIDRS=127.0.0.0/8, a short retry schedule)."""
+"""A real webhook receiver: a threaded HTTP server on 127.0.0.1 recording every request (raw body
+bytes and headers) and answering with scripted replies (status, headers, body, delay).
+The fixtures ``receiver`` and ``local_receivers`` are in tests/runs/conftest.py."""
 
 from __future__ import annotations
 
@@ -8,8 +9,6 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-import pytest
 
 
 @dataclass
@@ -85,33 +84,3 @@ class Receiver:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
-
-
-@pytest.fixture
-def receiver():
-    server = Receiver()
-    yield server
-    server.close()
-
-
-@pytest.fixture
-def local_receivers(settings):
-    """Deliveries may reach 127.0.0.0/8 (what DPP_WEBHOOK_ALLOW_PRIVATE_CIDRS does outside production)."""
-    settings.DPP_WEBHOOK_ALLOW_PRIVATE_CIDRS = ["127.0.0.0/8"]
-    settings.DPP_WEBHOOK_RETRY_SCHEDULE = [1, 1, 1]
-    settings.DPP_WEBHOOK_TIMEOUT_SECONDS = 3
-    settings.DPP_WEBHOOK_CLAIM_SECONDS = 5
-    return settings
-
-
-@pytest.fixture
-def enqueued(monkeypatch):
-    """Delivery tasks are recorded instead of sent to the broker (the real send is tested with a worker)."""
-    sent: list = []
-
-    def record(*, delivery_ids, now=None):
-        sent.extend(delivery_ids)
-        return len(delivery_ids)
-
-    monkeypatch.setattr("runs.webhooks.services.webhook_deliveries_enqueue", record)
-    return sent
