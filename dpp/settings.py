@@ -1,7 +1,8 @@
 """Django settings for DPP, read from the environment.
 
 Every value has a working local default, except secrets outside development and tests
-(DPP_ENV=production refuses to start without DJANGO_SECRET_KEY, DPP_KEY_PEPPER and ALLOWED_HOSTS,
+(DPP_ENV=production refuses to start without DJANGO_SECRET_KEY, DPP_KEY_PEPPER,
+DPP_WEBHOOK_ENCRYPTION_KEY and ALLOWED_HOSTS,
 and with the repository's development secrets). DPP_ENV unset is development only on a local
 database: with a DATABASE_URL on another host the process refuses to start. Bad values fail
 loudly at start (see dpp/env.py).
@@ -37,6 +38,7 @@ PRODUCTION = DPP_ENV == "production"
 _DEVELOPMENT_SECRETS = {
     "DJANGO_SECRET_KEY": "dpp-local-development-secret-key-not-for-production",
     "DPP_KEY_PEPPER": "dpp-local-development-pepper",
+    "DPP_WEBHOOK_ENCRYPTION_KEY": "dpp-local-development-webhook-key",
 }
 
 
@@ -53,6 +55,9 @@ def _secret(name: str) -> str:
 
 SECRET_KEY = _secret("DJANGO_SECRET_KEY")
 DPP_KEY_PEPPER = _secret("DPP_KEY_PEPPER")
+# Encrypts webhook signing secrets at rest. Comma-separated: the first key encrypts, every key
+# decrypts (rotate by prepending a new key, re-encrypting, then dropping the old one).
+DPP_WEBHOOK_ENCRYPTION_KEY = _secret("DPP_WEBHOOK_ENCRYPTION_KEY")
 DEBUG = env_bool("DJANGO_DEBUG", False)
 if DEBUG and PRODUCTION:
     raise ImproperlyConfigured("DJANGO_DEBUG must be false when DPP_ENV=production")
@@ -74,6 +79,7 @@ INSTALLED_APPS = [
     "tenants",
     "billing",
     "runs",
+    "runs.webhooks",
 ]
 
 MIDDLEWARE = [
@@ -173,6 +179,12 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    # 3.1: the events DPP sends are documented as OpenAPI webhooks.
+    "OAS_VERSION": "3.1.0",
+    # One name for the event types a subscriber may name (endpoints' event_types, runs' webhook.events).
+    "ENUM_NAME_OVERRIDES": {"WebhookEventTypeEnum": "runs.webhooks.models.SUBSCRIBABLE_EVENT_TYPES"},
+    "WEBHOOKS": [f"runs.webhooks.openapi.{name}" for name in
+                 ("run_completed", "run_failed", "run_canceled", "run_started", "webhook_test")],
 }
 
 CORS_ALLOWED_ORIGINS = env_list("CORS_ALLOWED_ORIGINS", [])
@@ -217,6 +229,43 @@ DPP_PACKS = env_list("DPP_PACKS", ["runs.packs.decision.DecisionPack"])
 # Fault injection for drills; honoured only when DPP_ENV=test.
 DPP_FAULT = env_str("DPP_FAULT", "") if DPP_ENV == "test" else ""
 
+# --- Webhooks (DESIGN section 7) ------------------------------------------------------------------
+# Deliveries travel on their own queue so a slow receiver never delays runs.
+DPP_WEBHOOK_QUEUE_NAME = env_str("DPP_WEBHOOK_QUEUE_NAME", "dpp-webhooks")
+# Seconds between attempts: "1,2,3" means four attempts. Default 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h.
+_retry_schedule = env_list("DPP_WEBHOOK_RETRY_SCHEDULE", ["5", "300", "1800", "7200", "18000", "36000", "36000"])
+try:
+    DPP_WEBHOOK_RETRY_SCHEDULE = [int(item, 10) for item in _retry_schedule]
+except ValueError:
+    raise ImproperlyConfigured(
+        f"DPP_WEBHOOK_RETRY_SCHEDULE must be comma-separated seconds, got {_retry_schedule!r}") from None
+if any(delay < 0 or delay > 7 * 24 * 3600 for delay in DPP_WEBHOOK_RETRY_SCHEDULE) or len(
+        DPP_WEBHOOK_RETRY_SCHEDULE) > 20:
+    raise ImproperlyConfigured("DPP_WEBHOOK_RETRY_SCHEDULE: at most 20 delays, each 0..604800 seconds")
+DPP_WEBHOOK_TIMEOUT_SECONDS = env_int("DPP_WEBHOOK_TIMEOUT_SECONDS", 15, minimum=1, maximum=60)
+# An attempt whose worker died is picked up again by the sweep after this many seconds.
+DPP_WEBHOOK_CLAIM_SECONDS = env_int("DPP_WEBHOOK_CLAIM_SECONDS", 60, minimum=2, maximum=3600)
+if DPP_WEBHOOK_CLAIM_SECONDS <= DPP_WEBHOOK_TIMEOUT_SECONDS:
+    raise ImproperlyConfigured("DPP_WEBHOOK_CLAIM_SECONDS must be longer than DPP_WEBHOOK_TIMEOUT_SECONDS")
+# A due delivery whose message was sent but not taken is sent again after this many seconds.
+DPP_WEBHOOK_REQUEUE_SECONDS = env_int("DPP_WEBHOOK_REQUEUE_SECONDS", 60, minimum=1, maximum=3600)
+DPP_WEBHOOK_SWEEP_INTERVAL_SECONDS = env_int("DPP_WEBHOOK_SWEEP_INTERVAL_SECONDS", 5, minimum=1, maximum=3600)
+DPP_WEBHOOK_SWEEP_BATCH_SIZE = env_int("DPP_WEBHOOK_SWEEP_BATCH_SIZE", 200, minimum=1, maximum=10_000)
+# Receivers on these networks are allowed despite being non-public: for local development and
+# tests only (e.g. 127.0.0.0/8); refused in production.
+DPP_WEBHOOK_ALLOW_PRIVATE_CIDRS = env_list("DPP_WEBHOOK_ALLOW_PRIVATE_CIDRS", [])
+if DPP_WEBHOOK_ALLOW_PRIVATE_CIDRS and not _LOCAL:
+    raise ImproperlyConfigured("DPP_WEBHOOK_ALLOW_PRIVATE_CIDRS is refused when DPP_ENV=production")
+try:
+    import ipaddress as _ipaddress
+
+    for _cidr in DPP_WEBHOOK_ALLOW_PRIVATE_CIDRS:
+        _ipaddress.ip_network(_cidr, strict=False)
+except ValueError as _error:
+    raise ImproperlyConfigured(f"DPP_WEBHOOK_ALLOW_PRIVATE_CIDRS: {_error}") from None
+# Plain http:// receivers are accepted only outside production.
+DPP_WEBHOOK_ALLOW_HTTP = _LOCAL
+
 # --- Celery ---------------------------------------------------------------------------------------
 # Tasks travel on SQS. (Flower alone runs with DPP_CELERY_BROKER_URL set to DPP_EVENTS_URL: it
 # only reads events, which travel on Redis; see dpp/worker_steps.py.)
@@ -249,6 +298,8 @@ if DPP_QUEUE_URL:
 CELERY_BROKER_CONNECTION_TIMEOUT = 5
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_DEFAULT_QUEUE = DPP_QUEUE_NAME
+# Webhook deliveries and their sweep never wait behind runs.
+CELERY_TASK_ROUTES = {"runs.webhooks.tasks.*": {"queue": DPP_WEBHOOK_QUEUE_NAME}}
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_TASK_IGNORE_RESULT = True

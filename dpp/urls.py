@@ -18,6 +18,7 @@ urlpatterns = [
     path("v1/", include("runs.urls")),
     path("v1/", include("billing.urls")),
     path("", include(llms.urlpatterns)),
+    path("v1/", include("runs.webhooks.urls")),
 ]
 
 handler400 = "dpp.problems.handler400"

@@ -26,6 +26,7 @@ def production_environment(**overrides) -> dict[str, str]:
         "DPP_ENV": "production",
         "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
         "DPP_KEY_PEPPER": secrets.token_urlsafe(32),
+        "DPP_WEBHOOK_ENCRYPTION_KEY": secrets.token_urlsafe(32),
         "ALLOWED_HOSTS": "dpp.example.com",
         "CSRF_TRUSTED_ORIGINS": "https://dpp.example.com",
         "DPP_TRUST_X_FORWARDED_PROTO": "true",
