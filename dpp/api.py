@@ -6,9 +6,9 @@ from __future__ import annotations
 import logging
 
 from rest_framework.views import APIView
-from tenants.ratelimit import RateLimiterUnavailable, rate_limit_hit
 
 from dpp.errors import DomainError, ServiceUnavailable
+from tenants.ratelimit import RateLimiterUnavailable, rate_limit_hit
 
 logger = logging.getLogger(__name__)
 
@@ -17,6 +17,10 @@ class RateLimitExceeded(DomainError):
     status = 429
     slug = "rate-limit-exceeded"
     title = "Rate limit exceeded"
+
+    def __init__(self, detail: str, *, policy: str, headers: dict[str, str]):
+        super().__init__(detail, headers=headers)
+        self.policy = policy  # the metrics label (dpp_rate_limited_total)
 
 
 class TenantAPIView(APIView):
@@ -45,7 +49,7 @@ class TenantAPIView(APIView):
         if not decision.allowed:
             raise RateLimitExceeded(
                 f"The plan allows {decision.quota} requests per {decision.window_seconds} s ({policy}).",
-                headers=decision.headers(),
+                policy=policy, headers=decision.headers(),
             )
 
     def finalize_response(self, request, response, *args, **kwargs):

@@ -18,6 +18,7 @@ from rest_framework.views import set_rollback
 
 from dpp.context import current_request_id
 from dpp.errors import DomainError
+from dpp.metrics import rate_limited_observe
 
 logger = logging.getLogger(__name__)
 
@@ -131,6 +132,8 @@ def problem_exception_handler(exc, context):
     django_request = getattr(request, "_request", request)
     if isinstance(exc, DomainError):
         set_rollback()
+        if exc.status == 429:  # every 429 is counted here, by the limit that refused it
+            rate_limited_observe(policy=getattr(exc, "policy", "other"))
         return problem_response(
             status=exc.status, slug=exc.slug, title=exc.title, detail=exc.detail,
             request=django_request, headers=exc.headers, extra=exc.extra,
@@ -155,6 +158,7 @@ def problem_exception_handler(exc, context):
     if isinstance(exc, (drf_exceptions.NotAuthenticated, drf_exceptions.AuthenticationFailed)):
         return problem_response(status=401, slug="unauthorized", detail=str(exc.detail), request=django_request)
     if isinstance(exc, drf_exceptions.Throttled):
+        rate_limited_observe(policy="other")
         headers = {"Retry-After": str(int(exc.wait or 1))}
         return problem_response(status=429, slug="rate-limit-exceeded", request=django_request, headers=headers)
     if isinstance(exc, drf_exceptions.APIException):

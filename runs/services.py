@@ -60,6 +60,7 @@ class ConcurrentRunsExceeded(DomainError):
     status = 429
     slug = "concurrent-runs-exceeded"
     title = "Too many concurrent runs"
+    policy = "concurrent_runs"  # the metrics label (dpp_rate_limited_total)
 
 
 # --- submission -----------------------------------------------------------------------------

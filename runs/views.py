@@ -12,6 +12,7 @@ from billing.selectors import wallet_get
 from dpp.api import TenantAPIView
 from dpp.context import current_trace_id, set_trace_id
 from dpp.errors import DomainError
+from dpp.metrics import run_created_observe
 from runs import serializers as s
 from runs.models import Run
 from runs.packs import packs_all
@@ -103,6 +104,8 @@ class RunCollectionView(TenantAPIView):
         headers = {"Location": f"/v1/runs/{run.pk}", **_cost_headers(run)}
         if result.replayed:
             headers["Idempotent-Replayed"] = "true"
+        else:
+            run_created_observe()  # once per created run, never per replay
         return Response(s.RunCreatedOutput(run).data, status=status.HTTP_202_ACCEPTED, headers=headers)
 
     @extend_schema(operation_id="runs_list", parameters=[s.RunListQuery], responses={200: s.RunOutput(many=True)})
