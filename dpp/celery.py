@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 
 from celery import Celery, signals
@@ -10,6 +11,7 @@ from django.conf import settings
 from dpp import metrics
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dpp.settings")
+logger = logging.getLogger(__name__)
 
 app = Celery("dpp")
 app.config_from_object("django.conf:settings", namespace="CELERY")
@@ -54,10 +56,15 @@ def _metrics_worker_start(**_):
     global _metrics_server
     metrics.metrics_dir_wipe()
     if settings.DPP_WORKER_METRICS_PORT:
-        _metrics_server = metrics.worker_metrics_server_start(
-            addr=settings.DPP_WORKER_METRICS_ADDR, port=settings.DPP_WORKER_METRICS_PORT,
-            token=settings.DPP_METRICS_TOKEN,
-        )
+        try:
+            _metrics_server = metrics.worker_metrics_server_start(
+                addr=settings.DPP_WORKER_METRICS_ADDR, port=settings.DPP_WORKER_METRICS_PORT,
+                token=settings.DPP_METRICS_TOKEN,
+            )
+        except OSError:
+            # Runs matter more than their metrics: the worker goes on; the scrape's `up` is 0.
+            logger.exception("worker metrics server could not start",
+                             extra={"port": settings.DPP_WORKER_METRICS_PORT})
 
 
 @signals.worker_process_init.connect

@@ -340,11 +340,6 @@ def _worker_metrics_app(token: str):
 def worker_metrics_server_start(*, addr: str, port: int, token: str) -> _ThreadingWSGIServer:
     """Serve the worker's metrics (every prefork child's, summed) on addr:port from a daemon
     thread of the worker's parent process. Same bearer rule as the API's /metrics."""
-    if multiprocess_dir() is None:
-        raise RuntimeError(
-            f"DPP_WORKER_METRICS_PORT is set but {MULTIPROC_DIR_ENV} is not: the prefork children's "
-            "metrics would be invisible. Set both."
-        )
     server = make_server(addr, port, _worker_metrics_app(token), server_class=_ThreadingWSGIServer,
                          handler_class=_QuietHandler)
     thread = threading.Thread(target=server.serve_forever, name="dpp-metrics-server", daemon=True)
