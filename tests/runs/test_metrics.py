@@ -140,3 +140,15 @@ class TestTaskSignals:
         reaped = sample("dpp_reaper_actions_total", job="zombies", action="reaped")
         assert zombies_reap_task.apply().get() == {"reaped": 1}
         assert sample("dpp_reaper_actions_total", job="zombies", action="reaped") == reaped + 1
+
+
+@pytest.mark.django_db
+def test_a_task_that_raises_counts_as_a_failure_and_finishes_no_run():
+    failures = sample("dpp_tasks_total", task="runs.tasks.run_execute_task", state="FAILURE")
+    finished = sum(s.value for metric in REGISTRY.collect() if metric.name == "dpp_runs_finished"
+                   for s in metric.samples)
+    result = run_execute_task.apply(kwargs={"run_id": "not-a-uuid"})
+    assert result.failed()
+    assert sample("dpp_tasks_total", task="runs.tasks.run_execute_task", state="FAILURE") == failures + 1
+    assert sum(s.value for metric in REGISTRY.collect() if metric.name == "dpp_runs_finished"
+               for s in metric.samples) == finished
