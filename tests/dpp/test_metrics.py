@@ -1,7 +1,7 @@
 """GET /metrics in one process (the in-process suite runs without PROMETHEUS_MULTIPROC_DIR): every
 metric of DESIGN section 9 from the first scrape, the bearer token, bounded labels, the database
 gauges read from PostgreSQL under a statement timeout, and what each observer counts. The
-multiprocess sums across real gunicorn and Celery processes are in tests/test_metrics_processes.py."""
+multiprocess sums across real gunicorn and Celery processes are in tests/runs/test_metrics_processes.py."""
 
 from __future__ import annotations
 
