@@ -1,8 +1,8 @@
-"""The money invariants of DESIGN section 5, checked from the database (``check_ledger``).
+"""The ledger's own money invariants, checked from the database (``check_ledger``).
 
 Each check is one SQL query that returns the offending rows; an empty result means the
 invariant holds. Runs' invariants (reserve = charged + released, charge <= reservation, the S3
-receipt of completed runs) are in runs/checks.py.
+receipt of completed runs) are in runs/checks.py; the command (runs/management/commands/check_ledger.py) runs both.
 """
 
 from __future__ import annotations

@@ -46,5 +46,5 @@ def micros_to_usd(micros: int) -> str:
 
 
 def minimum_fee_micros(reserved_micros: int) -> int:
-    """The fee charged for a failed or timed-out run (DESIGN section 3), integer arithmetic."""
+    """The fee charged for a failed or timed-out run (2% of the reservation, at least $0.005 and at most $0.10, never above the reservation), integer arithmetic."""
     return min(max(5_000, reserved_micros * 2 // 100), reserved_micros, 100_000)

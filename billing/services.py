@@ -22,17 +22,13 @@ from tenants.models import Tenant
 
 
 class InsufficientBalance(DomainError):
-    status = 402
     slug = "insufficient-balance"
-    title = "Insufficient balance"
 
 
 class LedgerError(DomainError):
     """An operation that would break a ledger invariant; a programming or data error."""
 
-    status = 500
     slug = "internal-error"
-    title = "Ledger invariant violated"
 
 
 def _require_atomic() -> None:
@@ -146,8 +142,3 @@ def reservation_settle(*, tenant_id, run_id, charge_micros: int, memo: str = "")
     if moved != 1:
         raise LedgerError(f"wallet of {tenant_id} holds less than the reservation of run {run_id}")
     return journal
-
-
-def reservation_release(*, tenant_id, run_id, memo: str = "") -> Journal:
-    """Release the whole reservation (HELD -> AVAILABLE). Caller owns the transaction."""
-    return reservation_settle(tenant_id=tenant_id, run_id=run_id, charge_micros=0, memo=memo)

@@ -12,6 +12,8 @@ import os
 from dataclasses import dataclass
 from functools import lru_cache
 
+from django.conf import settings
+
 from dpp.env import is_loopback_url
 
 LOCAL_EMULATOR_URL = "http://127.0.0.1:5000"
@@ -49,6 +51,8 @@ def configure_aws_environment(*, local: bool) -> AwsConfig:
 
 @lru_cache(maxsize=8)
 def _client(service: str, endpoint: str | None, region: str, read_timeout: int):
+    # boto3 loads on the first client, not with this module: settings.py imports this module,
+    # and most processes (manage.py commands, the API's hot path) never build a client.
     import boto3
     from botocore.config import Config
 
@@ -63,12 +67,8 @@ def _client(service: str, endpoint: str | None, region: str, read_timeout: int):
 
 
 def s3_client(*, read_timeout: int = READ_TIMEOUT_SECONDS):
-    from django.conf import settings
-
     return _client("s3", settings.AWS.s3_endpoint, settings.AWS.region, read_timeout)
 
 
 def sqs_client(*, read_timeout: int = READ_TIMEOUT_SECONDS):
-    from django.conf import settings
-
     return _client("sqs", settings.AWS.sqs_endpoint, settings.AWS.region, read_timeout)

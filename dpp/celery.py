@@ -9,6 +9,7 @@ from celery import Celery, signals
 from django.conf import settings
 
 from dpp import metrics
+from dpp.context import bound_context
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dpp.settings")
 logger = logging.getLogger(__name__)
@@ -25,8 +26,6 @@ _task_contexts: dict[str, object] = {}
 
 @signals.task_prerun.connect
 def _bind_task_context(task_id=None, task=None, kwargs=None, **_):
-    from dpp.context import bound_context
-
     request = task.request
     headers = request.headers if isinstance(getattr(request, "headers", None), dict) else {}
     context = bound_context(

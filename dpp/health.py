@@ -71,7 +71,7 @@ def _get_only(view):
 
     def wrapped(request, *args, **kwargs):
         if request.method not in ("GET", "HEAD"):
-            response = problem_response(status=405, slug="method-not-allowed", request=request)
+            response = problem_response(slug="method-not-allowed", request=request)
             response["Allow"] = "GET, HEAD"
             return response
         return view(request, *args, **kwargs)
@@ -91,7 +91,7 @@ def readyz(request):
     if down:
         logger.warning("readiness check failed", extra={"down": down})
         return problem_response(
-            status=503, slug="service-unavailable", request=request,
+            slug="service-unavailable", request=request,
             detail="Down: " + ", ".join(down), extra={"services": services},
         )
     return JsonResponse({"status": "ready", "version": settings.DPP_VERSION, "services": services})

@@ -74,11 +74,11 @@ class BodySizeLimitMiddleware:
         try:
             length = int(raw)
         except ValueError:
-            return problem_response(status=400, slug="malformed-request", detail="Content-Length is not a number.",
+            return problem_response(slug="malformed-request", detail="Content-Length is not a number.",
                                     request=request)
         if length > settings.DPP_MAX_BODY_BYTES:
             return problem_response(
-                status=413, slug="payload-too-large", request=request,
+                slug="payload-too-large", request=request,
                 detail=f"The body is {length} bytes; the limit is {settings.DPP_MAX_BODY_BYTES}.",
             )
         return self.get_response(request)

@@ -1,14 +1,13 @@
 """RFC 9457 problem details for every error the API can produce.
 
-``type`` is ``/problems/<slug>``; each slug is documented in PROBLEM_TYPES and served as a short
-page by ``problem_type_page``. The DRF exception handler, Django's 400/403/404/500 handlers and
+``type`` is ``/problems/<slug>``; each slug is declared once in the catalogue
+(dpp/errors.py PROBLEM_TYPES), which gives its status, title and page (``problem_type_page``). The DRF exception handler, Django's 400/403/404/500 handlers and
 the middlewares all answer through ``problem_response`` so there is one shape on the wire.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
@@ -17,7 +16,7 @@ from rest_framework import exceptions as drf_exceptions
 from rest_framework.views import set_rollback
 
 from dpp.context import current_request_id
-from dpp.errors import DomainError
+from dpp.errors import PROBLEM_TYPES, DomainError, generic_slug, problem_type
 from dpp.metrics import rate_limited_observe
 
 logger = logging.getLogger(__name__)
@@ -25,72 +24,28 @@ logger = logging.getLogger(__name__)
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 
 
-@dataclass(frozen=True)
-class ProblemType:
-    status: int
-    title: str
-    description: str
-
-
-PROBLEM_TYPES: dict[str, ProblemType] = {
-    "bad-request": ProblemType(400, "Bad request", "The request could not be understood."),
-    "malformed-request": ProblemType(400, "Malformed request", "The body is not valid JSON or a header is malformed."),
-    "invalid-idempotency-key": ProblemType(
-        400, "Invalid Idempotency-Key", "POST /v1/runs needs an Idempotency-Key header of 8 to 64 visible ASCII characters."
-    ),
-    "unauthorized": ProblemType(401, "Unauthorized", "The API key is missing, malformed, unknown, revoked, or its tenant is suspended."),
-    "insufficient-balance": ProblemType(402, "Insufficient balance", "The tenant's available balance is below the run's spend cap. Top up, or lower max_cost_usd."),
-    "max-cost-exceeded": ProblemType(402, "Spend cap above plan limit", "max_cost_usd is above the plan's cap per run for this pack type."),
-    "forbidden": ProblemType(403, "Forbidden", "The request is not allowed."),
-    "not-found": ProblemType(404, "Not found", "No such resource exists for you."),
-    "method-not-allowed": ProblemType(405, "Method not allowed", "The resource does not support this HTTP method."),
-    "not-acceptable": ProblemType(406, "Not acceptable", "The API answers JSON only."),
-    "idempotency-key-reused": ProblemType(409, "Idempotency-Key reused", "This Idempotency-Key was already used with a different request body."),
-    "gone": ProblemType(410, "Gone", "The run's retention has passed; its result was deleted."),
-    "payload-too-large": ProblemType(413, "Payload too large", "The request body is over the size limit."),
-    "unsupported-media-type": ProblemType(415, "Unsupported media type", "Send the body as application/json."),
-    "validation-error": ProblemType(422, "Invalid input", "The body is well-formed JSON but a field is invalid; see errors."),
-    "rate-limit-exceeded": ProblemType(429, "Rate limit exceeded", "The plan's request rate is used up; retry after Retry-After seconds."),
-    "concurrent-runs-exceeded": ProblemType(429, "Too many concurrent runs", "The plan's limit of concurrent runs is reached; retry when a run finishes."),
-    "internal-error": ProblemType(500, "Internal server error", "An unexpected error; it has been logged with the request id."),
-    "service-unavailable": ProblemType(503, "A dependency is unavailable", "A dependency (database, Redis, queue or storage) is down; retry later."),
-}
-
-_STATUS_SLUGS = {
-    400: "bad-request",
-    401: "unauthorized",
-    403: "forbidden",
-    404: "not-found",
-    405: "method-not-allowed",
-    406: "not-acceptable",
-    409: "idempotency-key-reused",
-    410: "gone",
-    413: "payload-too-large",
-    415: "unsupported-media-type",
-    422: "validation-error",
-    429: "rate-limit-exceeded",
-    500: "internal-error",
-    503: "service-unavailable",
-}
+__all__ = ["PROBLEM_CONTENT_TYPE", "PROBLEM_TYPES", "problem_exception_handler", "problem_response",
+           "problem_type_page"]
 
 
 def problem_response(
     *,
-    status: int,
-    slug: str | None = None,
+    slug: str,
     detail: str | None = None,
     request: HttpRequest | None = None,
-    title: str | None = None,
     headers: dict[str, str] | None = None,
     extra: dict | None = None,
+    status: int | None = None,
 ) -> JsonResponse:
-    slug = slug or _STATUS_SLUGS.get(status, "bad-request" if status < 500 else "internal-error")
-    known = PROBLEM_TYPES.get(slug)
+    """The problem+json answer for a catalogued ``slug``. ``status`` is the catalogue's, unless
+    the caller must keep a status the catalogue has no slug of its own for (DRF's rarer ones)."""
+    known = problem_type(slug)
+    status = status or known.status
     body = {
         "type": f"/problems/{slug}",
-        "title": title or (known.title if known else "Error"),
+        "title": known.title,
         "status": status,
-        "detail": detail or (known.description if known else ""),
+        "detail": detail or known.description,
         "instance": request.path if request is not None else None,
         "request_id": current_request_id(),
     }
@@ -134,16 +89,16 @@ def problem_exception_handler(exc, context):
         set_rollback()
         if exc.status == 429:  # every 429 is counted here, by the limit that refused it
             rate_limited_observe(policy=getattr(exc, "policy", "other"))
-        return problem_response(
-            status=exc.status, slug=exc.slug, title=exc.title, detail=exc.detail,
-            request=django_request, headers=exc.headers, extra=exc.extra,
-        )
+        if exc.status >= 500 and exc.status != 503:  # a broken invariant (LedgerError) or a bug
+            logger.error("domain error answered as %s", exc.status, exc_info=exc, extra={"slug": exc.slug})
+        return problem_response(slug=exc.slug, detail=exc.detail, request=django_request, headers=exc.headers,
+                                extra=exc.extra)
     if isinstance(exc, Http404):
         exc = drf_exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):  # Django's, as DRF's own handler maps it
         exc = drf_exceptions.PermissionDenied()
     if isinstance(exc, RequestDataTooBig):
-        return problem_response(status=413, slug="payload-too-large", request=django_request)
+        return problem_response(slug="payload-too-large", request=django_request)
     if isinstance(exc, drf_exceptions.ValidationError):
         errors = _flatten_drf_errors(exc.detail)
         field, message = _first_error(errors)
@@ -151,47 +106,48 @@ def problem_exception_handler(exc, context):
             detail = f"{field}: {message}" if message else f"Invalid field '{field}'."
         else:
             detail = message or "Invalid input."
-        return problem_response(status=422, slug="validation-error", detail=detail, request=django_request,
+        return problem_response(slug="validation-error", detail=detail, request=django_request,
                                 extra={"errors": errors})
     if isinstance(exc, drf_exceptions.ParseError):
-        return problem_response(status=400, slug="malformed-request", detail=str(exc.detail), request=django_request)
+        return problem_response(slug="malformed-request", detail=str(exc.detail), request=django_request)
     if isinstance(exc, (drf_exceptions.NotAuthenticated, drf_exceptions.AuthenticationFailed)):
-        return problem_response(status=401, slug="unauthorized", detail=str(exc.detail), request=django_request)
+        return problem_response(slug="unauthorized", detail=str(exc.detail), request=django_request)
     if isinstance(exc, drf_exceptions.Throttled):
         rate_limited_observe(policy="other")
         headers = {"Retry-After": str(int(exc.wait or 1))}
-        return problem_response(status=429, slug="rate-limit-exceeded", request=django_request, headers=headers)
+        return problem_response(slug="rate-limit-exceeded", request=django_request, headers=headers)
     if isinstance(exc, drf_exceptions.APIException):
         detail = exc.detail if isinstance(exc.detail, str) else str(_flatten_drf_errors(exc.detail))
-        return problem_response(status=exc.status_code, detail=str(detail), request=django_request)
+        return problem_response(slug=generic_slug(exc.status_code), status=exc.status_code, detail=str(detail),
+                                request=django_request)
     # Unexpected: DRF would re-raise and Django would answer 500 through handler500; answer the
     # problem here so the request id is in the body, and log the traceback once.
     logger.exception("unhandled exception in API view")
     set_rollback()
-    return problem_response(status=500, slug="internal-error", request=django_request)
+    return problem_response(slug="internal-error", request=django_request)
 
 
 # Django-level handlers (URLs outside DRF views, and anything Django itself refuses).
 def handler400(request, exception=None):
-    return problem_response(status=400, slug="bad-request", request=request)
+    return problem_response(slug="bad-request", request=request)
 
 
 def handler403(request, exception=None):
-    return problem_response(status=403, slug="forbidden", request=request)
+    return problem_response(slug="forbidden", request=request)
 
 
 def handler404(request, exception=None):
-    return problem_response(status=404, slug="not-found", request=request)
+    return problem_response(slug="not-found", request=request)
 
 
 def handler500(request):
-    return problem_response(status=500, slug="internal-error", request=request)
+    return problem_response(slug="internal-error", request=request)
 
 
 def problem_type_page(request: HttpRequest, slug: str) -> HttpResponse:
     """A short human page documenting one problem type (the target of ``type`` URIs)."""
     if request.method not in ("GET", "HEAD"):
-        response = problem_response(status=405, slug="method-not-allowed", request=request)
+        response = problem_response(slug="method-not-allowed", request=request)
         response["Allow"] = "GET, HEAD"
         return response
     known = PROBLEM_TYPES.get(slug)

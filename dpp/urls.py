@@ -17,6 +17,7 @@ urlpatterns = [
     ),
     path("admin/", admin.site.urls),
     path("v1/", include("runs.urls")),
+    path("v1/", include("billing.urls")),
 ]
 
 handler400 = "dpp.problems.handler400"

@@ -11,13 +11,17 @@ from __future__ import annotations
 import logging
 import socket
 
+import redis
 from celery import bootsteps
 from celery.worker.consumer import Consumer
+from django.conf import settings
 
 logger = logging.getLogger(__name__)
 
 LIVENESS_EVERY_SECONDS = 10
 LIVENESS_TTL_SECONDS = 30
+# The liveness key of each worker; runs/ops.py lists the live workers from it.
+WORKER_ALIVE_KEY = "dpp:worker-alive:"
 
 
 class WorkerLiveness(bootsteps.StartStopStep):
@@ -29,16 +33,10 @@ class WorkerLiveness(bootsteps.StartStopStep):
         self.key = None
 
     def start(self, c):
-        from django.conf import settings
-
-        from runs.ops import WORKER_ALIVE_KEY
-
         self.key = f"{WORKER_ALIVE_KEY}{c.hostname or socket.gethostname()}"
         redis_url = settings.REDIS_URL
 
         def beat():
-            import redis
-
             try:
                 client = redis.Redis.from_url(redis_url, socket_timeout=1, socket_connect_timeout=1)
                 client.set(self.key, "1", ex=LIVENESS_TTL_SECONDS)

@@ -18,6 +18,7 @@ from billing.money import MoneyFormatError, micros_to_usd, usd_to_micros
 from dpp.admin import ReadOnlyInline
 from runs import storage
 from runs.models import AuditRequiredRun, Run, RunEvent
+from runs.ops import ops_overview
 from runs.services import AuditResolutionRefused, run_resolve_audit
 
 
@@ -156,8 +157,6 @@ class RunAdmin(RunAdminBase):
     def ops_view(self, request):
         if not self.has_view_permission(request):
             raise PermissionDenied
-        from runs.ops import ops_overview
-
         context = {**self.admin_site.each_context(request), "title": "DPP operations", "ops": ops_overview(
             now=timezone.now()), "opts": self.model._meta}
         return TemplateResponse(request, "admin/runs/ops.html", context)

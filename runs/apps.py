@@ -3,6 +3,7 @@ from django.db.models.signals import post_migrate
 
 
 def _sync_schedule(sender, **kwargs):
+    # runs.schedule imports models: it cannot be imported while apps are loading (here).
     from runs.schedule import periodic_jobs_sync
 
     periodic_jobs_sync()

@@ -15,8 +15,3 @@ def run_lock_or_skip(queryset) -> Run | None:
         raise RuntimeError("run_lock_or_skip must run inside a transaction")
     return queryset.select_for_update(of=("self",), skip_locked=True).first()
 
-
-def run_lock(*, run_id) -> Run:
-    if not transaction.get_connection().in_atomic_block:
-        raise RuntimeError("run_lock must run inside a transaction")
-    return Run.objects.select_for_update(of=("self",)).get(pk=run_id)

@@ -1,6 +1,6 @@
 """The run and its state machine.
 
-Invariants kept here (with runs/services.py):
+Invariants kept here (with runs/services/, one module per actor):
 - status: QUEUED -> PROCESSING -> COMPLETED | FAILED; QUEUED -> FAILED (never started);
 - finalize_stage inside PROCESSING: NONE -> CLAIMED -> COMMITTED;
 - money_state: RESERVED -> SETTLED | REFUNDED | AUDIT_REQUIRED (AUDIT_REQUIRED -> SETTLED | REFUNDED
@@ -78,7 +78,10 @@ class Run(models.Model):
     error_reason = models.CharField(max_length=64, blank=True)
     error_detail = models.CharField(max_length=1000, blank=True)
 
-    # Outbox: set when the broker accepted the message; a QUEUED run without it is re-sent.
+    # Outbox (written only by runs/services/outbox.py): the time of the last send started -- set
+    # when the broker accepted the first send, or claimed by an outbox pass just before a resend
+    # (so it is set while that resend is in flight, and put back to NULL if it fails). A QUEUED
+    # run with it NULL past a grace period, or set longer ago than its backoff, is sent again.
     enqueued_at = models.DateTimeField(null=True, blank=True)
     enqueue_attempts = models.PositiveIntegerField(default=0)
     deadline_at = models.DateTimeField(help_text="A run not started by then is failed and refunded.")
@@ -124,10 +127,6 @@ class Run(models.Model):
 
     def __str__(self) -> str:
         return f"run {self.id} ({self.status}/{self.money_state})"
-
-    @property
-    def is_terminal(self) -> bool:
-        return self.status in self.TERMINAL_STATUSES
 
 
 class AuditRequiredRun(Run):

@@ -8,22 +8,20 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
+import redis
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Count, Min, Q
 from django.utils import timezone
 
 from billing.selectors import wallet_totals
+from dpp.aws import sqs_client
+from dpp.worker_steps import WORKER_ALIVE_KEY
 from runs.models import Run
 
 logger = logging.getLogger(__name__)
 
-WORKER_ALIVE_KEY = "dpp:worker-alive:"
-
-
 def queue_depth() -> dict[str, int | str]:
-    from dpp.aws import sqs_client
-
     name = settings.CELERY_BROKER_TRANSPORT_OPTIONS.get("queue_name_prefix", "") + settings.DPP_QUEUE_NAME
     try:
         client = sqs_client(read_timeout=2)
@@ -38,9 +36,7 @@ def queue_depth() -> dict[str, int | str]:
 
 
 def live_workers() -> list[str] | str:
-    """Workers that wrote their liveness key recently (runs/signals.py: a worker bootstep)."""
-    import redis
-
+    """Workers that wrote their liveness key recently (dpp/worker_steps.py: a worker bootstep)."""
     try:
         client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=1, socket_connect_timeout=1)
         names = sorted(key.decode()[len(WORKER_ALIVE_KEY):] for key in client.scan_iter(f"{WORKER_ALIVE_KEY}*",

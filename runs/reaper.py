@@ -26,13 +26,12 @@ from runs.locks import run_lock_or_skip
 from runs.models import Run
 from runs.ops import queue_depth
 from runs.services import (
-    run_enqueue,
     run_fail_never_started,
     run_finalize_commit,
     run_mark_audit_required,
-    run_mark_resent,
     run_mark_result_deleted,
     run_reap_zombie,
+    run_resend,
     run_roll_back_claim,
 )
 
@@ -125,7 +124,8 @@ def _reconcile_one(*, run: Run, now: datetime) -> str:
 
 def outbox_sweep(*, now: datetime, limit: int | None = None) -> dict:
     """QUEUED runs: fail and refund those past their deadline; resend those whose enqueue was
-    never confirmed or that waited longer than a lease without being claimed."""
+    never confirmed or that waited longer than a lease without being claimed. This pass picks
+    the candidates; every write to the enqueue fields is runs/services/outbox.py's."""
     counts: Counter = Counter()
     expired = Run.objects.filter(status=Run.Status.QUEUED, deadline_at__lte=now)
     _each(_batch(expired, limit), expired,
@@ -155,15 +155,8 @@ def outbox_sweep(*, now: datetime, limit: int | None = None) -> dict:
         querysets.append(stale)
     for queryset in querysets:
         for run in queryset.order_by("created_at")[: limit or settings.DPP_REAPER_BATCH_SIZE]:
-            if not run_mark_resent(run=run, now=now):
-                counts["skipped"] += 1
-                continue
             with bound_context(run_id=run.pk, trace_id=run.trace_id, request_id=run.request_id):
-                sent = run_enqueue(run_id=run.pk, now=now)
-            if not sent:
-                # Let the next pass try again.
-                Run.objects.filter(pk=run.pk, status=Run.Status.QUEUED, enqueued_at=now).update(enqueued_at=None)
-            counts["resent" if sent else "send_failed"] += 1
+                counts[run_resend(run=run, now=now)] += 1
     return _report("outbox", counts)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from django.conf import settings
+from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
 
 @dataclass(frozen=True)
@@ -36,8 +37,6 @@ def periodic_jobs() -> list[PeriodicJob]:
 
 def periodic_jobs_sync() -> list[str]:
     """Create or update the beat entries; disable ours that are no longer declared."""
-    from django_celery_beat.models import IntervalSchedule, PeriodicTask
-
     names = []
     for job in periodic_jobs():
         interval, _ = IntervalSchedule.objects.get_or_create(every=job.every_seconds, period=IntervalSchedule.SECONDS)

@@ -13,12 +13,14 @@ from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from billing.money import MoneyFormatError, micros_to_usd, usd_to_micros
+from billing.money import micros_to_usd
+from billing.serializers import UsdField
 from dpp.context import sane_or_none
 from runs.models import Run
 from runs.packs import PackInputError, pack_get
 
 IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{8,64}$")
+POLL_INTERVAL_MS = 1500
 
 
 def payload_hash(data) -> str:
@@ -38,22 +40,8 @@ class StrictFieldsMixin:
         return super().to_internal_value(data)
 
 
-@extend_schema_field({"type": "string", "pattern": r"^\d{1,5}(\.\d{1,4})?$", "example": "0.0500"})
-class UsdAmountField(serializers.Field):
-    """A 4-decimal USD string in, integer micros out. JSON numbers are refused (no floats)."""
-
-    def to_internal_value(self, data):
-        try:
-            return usd_to_micros(data)
-        except MoneyFormatError as error:
-            raise serializers.ValidationError(str(error)) from None
-
-    def to_representation(self, value):
-        return micros_to_usd(value)
-
-
 class RunReservationInput(StrictFieldsMixin, serializers.Serializer):
-    max_cost_usd = UsdAmountField()
+    max_cost_usd = UsdField(source="max_cost_micros")  # validated as micros
     timebox_sec = serializers.IntegerField(min_value=1, max_value=90, default=90)
     min_reliability_score = serializers.DecimalField(
         max_digits=5, decimal_places=4, min_value=Decimal("0"), max_value=Decimal("1"), required=False,
@@ -90,11 +78,32 @@ class RunCreateInput(StrictFieldsMixin, serializers.Serializer):
         return attrs
 
 
+class RunIdentityOutput(serializers.Serializer):
+    """What every run document starts with."""
+
+    run_id = serializers.UUIDField(source="id")
+    status = serializers.ChoiceField(choices=Run.Status.choices)
+
+
 class RunCostOutput(serializers.Serializer):
-    reserved_usd = serializers.CharField()
-    used_usd = serializers.CharField(allow_null=True)
-    minimum_fee_usd = serializers.CharField()
-    budget_remaining_usd = serializers.CharField(required=False)
+    """The run's money, from the run (``source="*"``); ``budget_remaining_usd`` only when the
+    view passes ``budget_remaining_micros`` in the context (the detail view)."""
+
+    reserved_usd = UsdField(source="reserved_micros")
+    used_usd = UsdField(source="actual_cost_micros", allow_null=True)
+    minimum_fee_usd = UsdField(source="minimum_fee_micros")
+    budget_remaining_usd = serializers.SerializerMethodField()
+
+    @extend_schema_field({"type": "string", "example": "9.9500"})
+    def get_budget_remaining_usd(self, run: Run) -> str | None:
+        remaining = self.context.get("budget_remaining_micros")
+        return None if remaining is None else micros_to_usd(remaining)
+
+    def to_representation(self, run: Run) -> dict:
+        data = super().to_representation(run)
+        if data["budget_remaining_usd"] is None:
+            del data["budget_remaining_usd"]  # the list view does not show it
+        return data
 
 
 class RunResultOutput(serializers.Serializer):
@@ -104,8 +113,8 @@ class RunResultOutput(serializers.Serializer):
 
 
 class RunErrorOutput(serializers.Serializer):
-    reason_code = serializers.CharField()
-    detail = serializers.CharField()
+    reason_code = serializers.CharField(source="error_reason")
+    detail = serializers.CharField(source="error_detail")
 
 
 class RunMetaOutput(serializers.Serializer):
@@ -116,28 +125,15 @@ class RunMetaOutput(serializers.Serializer):
     pack_type = serializers.CharField()
 
 
-class RunOutput(serializers.Serializer):
-    """GET /v1/runs/{id}. The view passes ``budget_remaining_micros`` and ``result`` in context."""
+class RunOutput(RunIdentityOutput):
+    """GET /v1/runs and /v1/runs/{id}: the run document. The view passes ``results`` (run id ->
+    presigned link) and, for one run, ``budget_remaining_micros`` in the context."""
 
-    run_id = serializers.UUIDField(source="id")
-    status = serializers.ChoiceField(choices=Run.Status.choices)
     money_state = serializers.ChoiceField(choices=Run.MoneyState.choices)
-    cost = serializers.SerializerMethodField()
+    cost = RunCostOutput(source="*")
     result = serializers.SerializerMethodField()
     error = serializers.SerializerMethodField()
-    meta = serializers.SerializerMethodField()
-
-    @extend_schema_field(RunCostOutput)
-    def get_cost(self, run: Run) -> dict:
-        cost = {
-            "reserved_usd": micros_to_usd(run.reserved_micros),
-            "used_usd": None if run.actual_cost_micros is None else micros_to_usd(run.actual_cost_micros),
-            "minimum_fee_usd": micros_to_usd(run.minimum_fee_micros),
-        }
-        remaining = self.context.get("budget_remaining_micros")
-        if remaining is not None:
-            cost["budget_remaining_usd"] = micros_to_usd(remaining)
-        return cost
+    meta = RunMetaOutput(source="*")
 
     @extend_schema_field(RunResultOutput(allow_null=True))
     def get_result(self, run: Run) -> dict | None:
@@ -145,30 +141,27 @@ class RunOutput(serializers.Serializer):
 
     @extend_schema_field(RunErrorOutput(allow_null=True))
     def get_error(self, run: Run) -> dict | None:
-        if not run.error_reason:
-            return None
-        return {"reason_code": run.error_reason, "detail": run.error_detail}
-
-    @extend_schema_field(RunMetaOutput)
-    def get_meta(self, run: Run) -> dict:
-        return {
-            "created_at": serializers.DateTimeField().to_representation(run.created_at),
-            "updated_at": serializers.DateTimeField().to_representation(run.updated_at),
-            "finished_at": serializers.DateTimeField().to_representation(run.finished_at) if run.finished_at else None,
-            "trace_id": run.trace_id,
-            "pack_type": run.pack_type,
-        }
+        return RunErrorOutput(run).data if run.error_reason else None
 
 
 class RunPollOutput(serializers.Serializer):
-    href = serializers.CharField()
-    recommended_interval_ms = serializers.IntegerField()
-    max_wait_sec = serializers.IntegerField()
+    href = serializers.SerializerMethodField()
+    recommended_interval_ms = serializers.SerializerMethodField()
+    max_wait_sec = serializers.IntegerField(source="timebox_sec")
+
+    def get_href(self, run: Run) -> str:
+        return f"/v1/runs/{run.pk}"
+
+    def get_recommended_interval_ms(self, _) -> int:
+        return POLL_INTERVAL_MS
 
 
 class RunReservationOutput(serializers.Serializer):
-    max_cost_usd = serializers.CharField()
-    currency = serializers.CharField()
+    max_cost_usd = UsdField(source="reserved_micros")
+    currency = serializers.SerializerMethodField()
+
+    def get_currency(self, _) -> str:
+        return "USD"
 
 
 class RunCreatedMetaOutput(serializers.Serializer):
@@ -176,37 +169,16 @@ class RunCreatedMetaOutput(serializers.Serializer):
     trace_id = serializers.CharField()
 
 
-class RunCreatedOutput(serializers.Serializer):
+class RunCreatedOutput(RunIdentityOutput):
     """The 202 answer of POST /v1/runs."""
 
-    run_id = serializers.UUIDField(source="id")
-    status = serializers.ChoiceField(choices=Run.Status.choices)
-    poll = serializers.SerializerMethodField()
-    reservation = serializers.SerializerMethodField()
-    meta = serializers.SerializerMethodField()
-
-    @extend_schema_field(RunPollOutput)
-    def get_poll(self, run: Run) -> dict:
-        return {"href": f"/v1/runs/{run.pk}", "recommended_interval_ms": 1500, "max_wait_sec": run.timebox_sec}
-
-    @extend_schema_field(RunReservationOutput)
-    def get_reservation(self, run: Run) -> dict:
-        return {"max_cost_usd": micros_to_usd(run.reserved_micros), "currency": "USD"}
-
-    @extend_schema_field(RunCreatedMetaOutput)
-    def get_meta(self, run: Run) -> dict:
-        return {"created_at": serializers.DateTimeField().to_representation(run.created_at), "trace_id": run.trace_id}
+    poll = RunPollOutput(source="*")
+    reservation = RunReservationOutput(source="*")
+    meta = RunCreatedMetaOutput(source="*")
 
 
 class RunListQuery(serializers.Serializer):
     status = serializers.ChoiceField(choices=Run.Status.choices, required=False)
-
-
-class BalanceOutput(serializers.Serializer):
-    available_usd = serializers.CharField()
-    held_usd = serializers.CharField()
-    currency = serializers.CharField()
-    plan = serializers.DictField()
 
 
 class PackOutput(serializers.Serializer):

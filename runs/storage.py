@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from botocore.exceptions import ClientError
 from django.conf import settings
 from django.utils import timezone
 
@@ -32,8 +33,6 @@ def envelope_put(*, bucket: str, key: str, body: bytes, sha256: str, actual_cost
 
 def receipt_get(*, bucket: str, key: str) -> Receipt | None:
     """The settlement receipt of an object, or None if there is no object."""
-    from botocore.exceptions import ClientError
-
     try:
         head = s3_client().head_object(Bucket=bucket, Key=key)
     except ClientError as error:
@@ -51,10 +50,6 @@ def receipt_get(*, bucket: str, key: str) -> Receipt | None:
 
 def envelope_delete(*, bucket: str, key: str) -> None:
     s3_client().delete_object(Bucket=bucket, Key=key)
-
-
-def envelope_get(*, bucket: str, key: str) -> bytes:
-    return s3_client().get_object(Bucket=bucket, Key=key)["Body"].read()
 
 
 def presigned_url(*, bucket: str, key: str, now: datetime | None = None) -> tuple[str, datetime]:

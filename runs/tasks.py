@@ -5,7 +5,9 @@ from __future__ import annotations
 import logging
 
 from celery import shared_task
+from django.utils import timezone
 
+from runs.reaper import claims_reconcile, outbox_sweep, results_expire, zombies_reap
 from runs.worker import SqsMessage, run_execute
 
 logger = logging.getLogger(__name__)
@@ -49,35 +51,19 @@ def run_execute_task(self, *, run_id: str) -> str:
 
 @shared_task(name="runs.tasks.zombies_reap_task", ignore_result=True)
 def zombies_reap_task() -> dict:
-    from django.utils import timezone
-
-    from runs.reaper import zombies_reap
-
     return zombies_reap(now=timezone.now())
 
 
 @shared_task(name="runs.tasks.claims_reconcile_task", ignore_result=True)
 def claims_reconcile_task() -> dict:
-    from django.utils import timezone
-
-    from runs.reaper import claims_reconcile
-
     return claims_reconcile(now=timezone.now())
 
 
 @shared_task(name="runs.tasks.outbox_sweep_task", ignore_result=True)
 def outbox_sweep_task() -> dict:
-    from django.utils import timezone
-
-    from runs.reaper import outbox_sweep
-
     return outbox_sweep(now=timezone.now())
 
 
 @shared_task(name="runs.tasks.results_expire_task", ignore_result=True)
 def results_expire_task() -> dict:
-    from django.utils import timezone
-
-    from runs.reaper import results_expire
-
     return results_expire(now=timezone.now())

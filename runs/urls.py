@@ -5,7 +5,6 @@ from runs import views
 urlpatterns = [
     path("runs", views.RunCollectionView.as_view(), name="runs"),
     path("runs/<str:run_id>", views.RunDetailView.as_view(), name="run-detail"),
-    path("balance", views.BalanceView.as_view(), name="balance"),
     path("packs", views.PackListView.as_view(), name="packs"),
     path("tenants/<str:tenant_id>/usage", views.UsageView.as_view(), name="usage"),
 ]

@@ -9,37 +9,30 @@ from rest_framework.response import Response
 
 from billing.money import micros_to_usd
 from billing.selectors import wallet_get
-from dpp.api import TenantAPIView
 from dpp.context import current_trace_id, set_trace_id
 from dpp.errors import DomainError
-from dpp.metrics import run_created_observe
 from runs import serializers as s
 from runs.models import Run
 from runs.packs import packs_all
 from runs.selectors import run_get_for_tenant, run_is_expired, runs_list_for_tenant, usage_daily_for_tenant
 from runs.services import RunSubmission, run_create
 from runs.storage import presigned_url
+from tenants.api import TenantAPIView
 
 
 class NotFound(DomainError):
-    status = 404
     slug = "not-found"
-    title = "Not found"
 
     def __init__(self, detail: str = "No such run.", **kwargs):
         super().__init__(detail, **kwargs)
 
 
 class Gone(DomainError):
-    status = 410
     slug = "gone"
-    title = "Gone"
 
 
 class InvalidIdempotencyKey(DomainError):
-    status = 400
     slug = "invalid-idempotency-key"
-    title = "Invalid Idempotency-Key"
 
 
 class RunCursorPagination(CursorPagination):
@@ -70,6 +63,9 @@ def _results(runs) -> dict:
 
 
 class RunCollectionView(TenantAPIView):
+    problem_slugs = {"get": ("validation-error",), "post": ("invalid-idempotency-key", "idempotency-key-reused", "insufficient-balance",
+                              "max-cost-exceeded", "concurrent-runs-exceeded")}
+
     @extend_schema(
         operation_id="runs_create",
         request=s.RunCreateInput,
@@ -94,7 +90,7 @@ class RunCollectionView(TenantAPIView):
                 payload_hash=s.payload_hash(body),
                 pack_type=data["pack_type"],
                 inputs=data["inputs"],
-                max_cost_micros=reservation["max_cost_usd"],
+                max_cost_micros=reservation["max_cost_micros"],
                 timebox_sec=reservation["timebox_sec"],
                 min_reliability_score=reservation.get("min_reliability_score"),
                 trace_id=trace_id,
@@ -104,8 +100,6 @@ class RunCollectionView(TenantAPIView):
         headers = {"Location": f"/v1/runs/{run.pk}", **_cost_headers(run)}
         if result.replayed:
             headers["Idempotent-Replayed"] = "true"
-        else:
-            run_created_observe()  # once per created run, never per replay
         return Response(s.RunCreatedOutput(run).data, status=status.HTTP_202_ACCEPTED, headers=headers)
 
     @extend_schema(operation_id="runs_list", parameters=[s.RunListQuery], responses={200: s.RunOutput(many=True)})
@@ -121,6 +115,8 @@ class RunCollectionView(TenantAPIView):
 
 
 class RunDetailView(TenantAPIView):
+    problem_slugs = {"get": ("not-found", "gone")}
+
     @extend_schema(operation_id="runs_retrieve", responses={200: s.RunOutput})
     def get(self, request, run_id: str):
         run = run_get_for_tenant(tenant=request.user, run_id=run_id)
@@ -133,19 +129,6 @@ class RunDetailView(TenantAPIView):
             "results": _results([run]),
         }
         return Response(s.RunOutput(run, context=context).data, headers=_cost_headers(run))
-
-
-class BalanceView(TenantAPIView):
-    @extend_schema(operation_id="balance_retrieve", responses={200: s.BalanceOutput})
-    def get(self, request):
-        wallet = wallet_get(tenant_id=request.user.pk)
-        plan = request.user.plan
-        return Response({
-            "available_usd": micros_to_usd(wallet.available_micros),
-            "held_usd": micros_to_usd(wallet.held_micros),
-            "currency": "USD",
-            "plan": {"code": plan.code, "limits": plan.limits()},
-        })
 
 
 class PackListView(TenantAPIView):
@@ -161,6 +144,8 @@ class PackListView(TenantAPIView):
 
 
 class UsageView(TenantAPIView):
+    problem_slugs = {"get": ("not-found", "validation-error")}
+
     @extend_schema(
         operation_id="usage_retrieve",
         parameters=[OpenApiParameter("from", str, description="YYYY-MM-DD (UTC), default 30 days ago"),

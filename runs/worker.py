@@ -2,7 +2,9 @@
 finalize in two phases (claim -> upload the S3 receipt -> commit).
 
 Invariants kept here:
-- a run executes only under a lease this worker claimed (runs/services.py decides);
+- a run executes only under a lease this worker claimed (runs/services/lease.py decides);
+- every call to a state transition goes through ``with_db_reconnect`` (a dropped connection is
+  retried: transitions are compare-and-set, so a retry of one that committed simply loses);
 - the heartbeat stops before finalization starts, and always in ``finally``;
 - S3 I/O happens outside transactions and row locks;
 - a lost claim or commit means another actor finalized: this worker does nothing more;
@@ -21,16 +23,23 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db import connection
+from django.db import InterfaceError, OperationalError, connection
 from django.utils import timezone
 
 from billing.money import micros_to_usd
 from dpp.aws import sqs_client
+from dpp.context import bound_context
 from runs import storage
 from runs.faults import fault_point
 from runs.models import Run
 from runs.packs import PackExecutionError, pack_get
-from runs.services import run_claim_lease, run_extend_lease, run_fail_by_worker, run_finalize_claim, run_finalize_commit
+from runs.services import (
+    run_claim_lease,
+    run_extend_lease,
+    run_fail_by_worker,
+    run_finalize_claim,
+    run_finalize_commit,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -39,16 +48,15 @@ DB_ATTEMPTS = 3
 ENVELOPE_SCHEMA_VERSION = "1"
 
 
-def _db(call, *args, **kwargs):
-    """Run a state transition, reconnecting when the database connection was dropped.
+def with_db_reconnect(call, /, **kwargs):
+    """Call the state transition ``call(**kwargs)``, reconnecting when the database connection
+    was dropped (at most DB_ATTEMPTS tries).
 
     Retrying is safe: every transition is a compare-and-set, so a retry of one that did commit
     (its answer lost with the connection) simply loses and reports "another actor won"."""
-    from django.db import InterfaceError, OperationalError
-
     for attempt in range(1, DB_ATTEMPTS + 1):
         try:
-            return call(*args, **kwargs)
+            return call(**kwargs)
         except (OperationalError, InterfaceError):
             if attempt == DB_ATTEMPTS:
                 raise
@@ -111,8 +119,6 @@ class LeaseHeartbeat:
         self._thread.join(timeout=settings.DPP_HEARTBEAT_SECONDS + 15)
 
     def _loop(self) -> None:
-        from dpp.context import bound_context
-
         try:
             with bound_context(**self.log_context):
                 while not self._stop.wait(settings.DPP_HEARTBEAT_SECONDS):
@@ -165,7 +171,7 @@ def envelope_build(*, run: Run, data: dict, charge_micros: int, logs: list, arti
 
 def run_execute(*, run_id, message: SqsMessage | None = None, log_context: dict | None = None) -> str:
     """Execute one run; returns what happened (for logs and tests)."""
-    run = _db(run_claim_lease, run_id=run_id)
+    run = with_db_reconnect(run_claim_lease, run_id=run_id)
     if run is None:
         logger.info("message for a run that is not QUEUED: acknowledged and ignored")
         return "ignored"
@@ -181,16 +187,16 @@ def run_execute(*, run_id, message: SqsMessage | None = None, log_context: dict 
             result = pack.execute(run.inputs, timebox_sec=run.timebox_sec)
     except TimeboxExceeded:
         heartbeat.stop()
-        _db(run_fail_by_worker, run=run, reason="TIMEBOX_EXCEEDED", detail=f"the pack ran over {run.timebox_sec} s")
+        with_db_reconnect(run_fail_by_worker, run=run, reason="TIMEBOX_EXCEEDED", detail=f"the pack ran over {run.timebox_sec} s")
         return "timebox_exceeded"
     except PackExecutionError as error:
         heartbeat.stop()
-        _db(run_fail_by_worker, run=run, reason=error.reason_code, detail=error.detail)
+        with_db_reconnect(run_fail_by_worker, run=run, reason=error.reason_code, detail=error.detail)
         return "pack_failed"
     except Exception as error:
         heartbeat.stop()
         logger.exception("pack raised an unexpected error")
-        _db(run_fail_by_worker, run=run, reason="PACK_ERROR", detail=f"the pack raised {type(error).__name__}")
+        with_db_reconnect(run_fail_by_worker, run=run, reason="PACK_ERROR", detail=f"the pack raised {type(error).__name__}")
         return "pack_error"
     finally:
         heartbeat.stop()  # idempotent; always before finalization
@@ -200,13 +206,13 @@ def run_execute(*, run_id, message: SqsMessage | None = None, log_context: dict 
 def _finalize(*, run: Run, result) -> str:
     charge = result.actual_cost_micros
     if not isinstance(charge, int) or isinstance(charge, bool) or charge < 0:
-        _db(run_fail_by_worker, run=run, reason="PACK_ERROR", detail="the pack reported an invalid cost")
+        with_db_reconnect(run_fail_by_worker, run=run, reason="PACK_ERROR", detail="the pack reported an invalid cost")
         return "pack_error"
     if charge > run.reserved_micros:
         logger.error("pack reported a cost above the reservation; charging the cap",
                      extra={"reported_micros": charge, "reserved_micros": run.reserved_micros})
         charge = run.reserved_micros
-    token = _db(run_finalize_claim, run=run)
+    token = with_db_reconnect(run_finalize_claim, run=run)
     if token is None:
         logger.warning("finalize claim lost: another actor finalized this run")
         return "claim_lost"
@@ -227,7 +233,7 @@ def _finalize(*, run: Run, result) -> str:
                 return "upload_failed"
             time.sleep(0.5 * attempt)
     fault_point("after_upload")
-    if not _db(run_finalize_commit, run=run, finalize_token=token, charge_micros=charge, sha256=sha256):
+    if not with_db_reconnect(run_finalize_commit, run=run, finalize_token=token, charge_micros=charge, sha256=sha256):
         logger.warning("finalize commit lost: another actor finalized this run")
         return "commit_lost"
     fault_point("after_commit")

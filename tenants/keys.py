@@ -56,10 +56,6 @@ class ParsedKey:
     random_part: str
     checksum: str
 
-    @property
-    def display_prefix(self) -> str:
-        return self.raw[:DISPLAY_PREFIX_LENGTH]
-
 
 def parse(raw: str) -> ParsedKey:
     """Check shape and checksum; raise InvalidKeyFormat without saying which part failed."""

@@ -117,7 +117,3 @@ class ApiKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.prefix}… ({self.label or 'no label'})"
-
-    @property
-    def is_revoked(self) -> bool:
-        return self.revoked_at is not None

@@ -9,7 +9,7 @@ same reset time for a window. Headers follow draft-ietf-httpapi-ratelimit-header
 
 Redis holds no money: when it is unreachable this module raises ``RateLimiterUnavailable``
 within about a second (0.5 s socket timeouts, one immediate retry) and the caller decides
-whether to refuse or to let the request through (see ``dpp.api.TenantAPIView``).
+whether to refuse or to let the request through (see ``tenants.api.TenantAPIView``).
 """
 
 from __future__ import annotations

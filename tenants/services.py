@@ -18,19 +18,14 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from dpp.errors import DomainError, ValidationProblem
+from billing.services import wallet_open  # the one upward import of tenants: see docs/ARCHITECTURE.md
+from dpp.errors import ValidationProblem
 from tenants import keys
 from tenants.models import ApiKey, Plan, PlanAssignment, Tenant
 
 
 class PlanNotFound(ValidationProblem):
     pass
-
-
-class TenantNotFound(DomainError):
-    status = 404
-    slug = "not-found"
-    title = "Not found"
 
 
 @dataclass(frozen=True)
@@ -47,8 +42,6 @@ def plan_get(*, code: str) -> Plan:
 
 
 def tenant_create(*, name: str, plan_code: str = "basic", actor=None) -> Tenant:
-    from billing.services import wallet_open  # billing builds on tenants; imported here to keep the layering visible
-
     name = (name or "").strip()
     if not name:
         raise ValidationProblem("name: must not be blank", errors={"name": "must not be blank"})

@@ -21,7 +21,7 @@ def _default_plans(request):
         request.getfixturevalue("db")
     else:
         return
-    from tenants.plans import plans_seed_defaults
+    from tests.factories import plans_seed_defaults
 
     plans_seed_defaults()
 

@@ -1,4 +1,4 @@
-"""Seed the plans of DESIGN section 4a. Later edits happen in admin; this only creates missing ones."""
+"""Seed the default plans (tests reuse ``seed`` after a flush). Later edits happen in admin; this only creates missing ones."""
 
 from django.db import migrations
 

@@ -10,7 +10,6 @@ from billing.services import (
     InsufficientBalance,
     ReservationMissing,
     reservation_create,
-    reservation_release,
     reservation_settle,
     wallet_top_up,
 )
@@ -65,7 +64,7 @@ class TestLedgerStory:
         with transaction.atomic():
             reservation_create(tenant_id=tenant.pk, run_id=run_id, amount_micros=300_000)
         with transaction.atomic():
-            journal = reservation_release(tenant_id=tenant.pk, run_id=run_id)
+            journal = reservation_settle(tenant_id=tenant.pk, run_id=run_id, charge_micros=0)
         assert journal.kind == Journal.Kind.RELEASE
         assert balances(tenant) == (1_000_000, 0)
 
@@ -86,7 +85,7 @@ class TestOncePerRun:
         with transaction.atomic():
             reservation_settle(tenant_id=tenant.pk, run_id=run_id, charge_micros=5_000)
         with pytest.raises(IntegrityError), transaction.atomic():
-            reservation_release(tenant_id=tenant.pk, run_id=run_id)
+            reservation_settle(tenant_id=tenant.pk, run_id=run_id, charge_micros=0)
         assert balances(tenant) == (995_000, 0)
 
     def test_a_second_reservation_of_a_run_fails_in_the_database(self):

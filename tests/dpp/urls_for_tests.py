@@ -12,9 +12,7 @@ from dpp.errors import DomainError
 
 
 class KeyReused(DomainError):
-    status = 409
     slug = "idempotency-key-reused"
-    title = "Idempotency-Key reused"
 
 
 class OpenAPIView(APIView):

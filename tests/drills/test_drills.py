@@ -264,7 +264,7 @@ class TestDuplicates:
 
     def test_10_two_beats_running_every_job_handle_each_run_once(self, platforms, account, monkeypatch):
         tenant, _ = account
-        monkeypatch.setattr("runs.services.run_enqueue", lambda **kwargs: True)
+        monkeypatch.setattr("runs.services.submit.run_enqueue", lambda **kwargs: True)
         long_ago = timezone.now() - timedelta(hours=1)
         zombies, never_started = [], []
         for index in range(6):

@@ -212,8 +212,8 @@ class LedgerMachine(RuleBasedStateMachine):
 @pytest.mark.django_db
 @pytest.mark.slow
 def test_no_sequence_of_operations_leaks_a_micro(monkeypatch):
-    monkeypatch.setattr("runs.services.run_enqueue", lambda **kwargs: True)
-    monkeypatch.setattr("runs.reaper.run_enqueue", lambda **kwargs: True)
+    monkeypatch.setattr("runs.services.submit.run_enqueue", lambda **kwargs: True)
+    monkeypatch.setattr("runs.services.outbox.run_enqueue", lambda **kwargs: True)
     LedgerMachine.TestCase.settings = hsettings(
         max_examples=EXAMPLES, stateful_step_count=50, deadline=None, derandomize=True, database=None,
         suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.too_slow],

@@ -6,7 +6,7 @@ import pytest
 @pytest.fixture
 def no_broker(monkeypatch):
     """Runs created by services are not sent to the queue (the send is tested on its own)."""
-    monkeypatch.setattr("runs.services.run_enqueue", lambda **kwargs: True)
+    monkeypatch.setattr("runs.services.submit.run_enqueue", lambda **kwargs: True)
 
 
 @pytest.fixture

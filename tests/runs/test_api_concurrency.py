@@ -40,7 +40,7 @@ def parallel_posts(key_plaintext: str, count: int, *, keys: list[str], body: dic
 @pytest.fixture(autouse=True)
 def _no_broker(monkeypatch):
     """These tests are about the reservation; the on-commit send is tested elsewhere."""
-    monkeypatch.setattr("runs.services.run_enqueue", lambda **kwargs: False)
+    monkeypatch.setattr("runs.services.submit.run_enqueue", lambda **kwargs: False)
 
 
 class TestParallelSubmissions:

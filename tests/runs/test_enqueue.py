@@ -65,7 +65,7 @@ class TestEnqueueOnCommit:
         def broker_down(*args, **kwargs):
             raise ConnectionError("broker unreachable")
 
-        monkeypatch.setattr("runs.tasks.run_execute_task.apply_async", broker_down)
+        monkeypatch.setattr("runs.services.outbox.celery_app.send_task", broker_down)
         with django_capture_on_commit_callbacks(execute=True):
             response = post_run(auth_client)
 

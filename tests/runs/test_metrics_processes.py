@@ -153,7 +153,7 @@ def test_one_scrape_of_each_shows_exactly_n_created_and_n_finished(platform, mon
     tenant = TenantFactory(balance_micros=10_000_000)
     key = api_key_issue(tenant=tenant, label="metrics").plaintext
     # Runs of another tenant stay QUEUED (never sent), so money is held while we scrape.
-    monkeypatch.setattr("runs.services.run_enqueue", lambda **kwargs: True)
+    monkeypatch.setattr("runs.services.submit.run_enqueue", lambda **kwargs: True)
     holder = TenantFactory(balance_micros=10_000_000)
     for cap in (30_000, 45_000):
         run_create(tenant=holder, submission=RunSubmission(

@@ -185,7 +185,7 @@ class TestOutbox:
 
     def test_an_unconfirmed_enqueue_is_sent_again(self, monkeypatch):
         sent = []
-        monkeypatch.setattr("runs.reaper.run_enqueue", lambda *, run_id, now: sent.append(run_id) or True)
+        monkeypatch.setattr("runs.services.outbox.run_enqueue", lambda *, run_id, now: sent.append(run_id) or True)
         tenant = TenantFactory(balance_micros=INITIAL)
         run = make_run(tenant, now=timezone.now() - timedelta(minutes=1))
         Run.objects.filter(pk=run.pk).update(created_at=timezone.now() - timedelta(minutes=1))
@@ -200,7 +200,7 @@ class TestOutbox:
         from django.conf import settings
 
         sent = []
-        monkeypatch.setattr("runs.reaper.run_enqueue", lambda *, run_id, now: sent.append(run_id) or True)
+        monkeypatch.setattr("runs.services.outbox.run_enqueue", lambda *, run_id, now: sent.append(run_id) or True)
         monkeypatch.setattr("runs.reaper.queue_depth", lambda: {"visible": 42, "in_flight": 2})
         tenant = TenantFactory(balance_micros=INITIAL)
         waiting = make_run(tenant)
@@ -221,7 +221,7 @@ class TestOutbox:
             Run.objects.filter(pk=run_id).update(enqueue_attempts=F("enqueue_attempts") + 1)
             return True
 
-        monkeypatch.setattr("runs.reaper.run_enqueue", send)
+        monkeypatch.setattr("runs.services.outbox.run_enqueue", send)
         monkeypatch.setattr("runs.reaper.queue_depth", lambda: {"visible": 0, "in_flight": 0})
         tenant = TenantFactory(balance_micros=INITIAL)
         lease = timedelta(seconds=settings.DPP_LEASE_SECONDS)
@@ -238,7 +238,7 @@ class TestOutbox:
         assert sent == [once.pk, thrice.pk]
 
     def test_a_failed_resend_is_retried_on_the_next_pass(self, monkeypatch):
-        monkeypatch.setattr("runs.reaper.run_enqueue", lambda *, run_id, now: False)
+        monkeypatch.setattr("runs.services.outbox.run_enqueue", lambda *, run_id, now: False)
         tenant = TenantFactory(balance_micros=INITIAL)
         run = make_run(tenant)
         Run.objects.filter(pk=run.pk).update(created_at=timezone.now() - timedelta(minutes=1))

@@ -1,6 +1,6 @@
-"""API key format (DESIGN section 6): ``dpp_live_<32 base62>_<8 checksum>``, HMAC at rest.
+"""API key format (the documented wire format): ``dpp_live_<32 base62>_<8 checksum>``, HMAC at rest.
 
-The checksum is recomputed here from the design's words, independently of tenants/keys.py.
+The checksum is recomputed here from the documented format, independently of tenants/keys.py.
 """
 
 import hashlib
@@ -69,7 +69,6 @@ class TestApiKeyParse:
         parsed = keys.parse(key)
 
         assert (parsed.raw, parsed.random_part, parsed.checksum) == (key, key[9:41], key[42:])
-        assert parsed.display_prefix == key[:13]
 
     @given(random_parts)
     def test_accepts_any_key_built_as_the_design_says(self, random_part):

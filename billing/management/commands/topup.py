@@ -11,7 +11,7 @@ from billing.money import MoneyFormatError, micros_to_usd, usd_to_micros
 from billing.selectors import wallet_get
 from billing.services import wallet_top_up
 from dpp.errors import DomainError
-from tenants.management.commands.issue_api_key import tenant_or_error
+from tenants.cli import tenant_or_error
 
 
 class Command(BaseCommand):

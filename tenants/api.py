@@ -8,15 +8,14 @@ import logging
 from rest_framework.views import APIView
 
 from dpp.errors import DomainError, ServiceUnavailable
+from dpp.openapi import ProblemAutoSchema
 from tenants.ratelimit import RateLimiterUnavailable, rate_limit_hit
 
 logger = logging.getLogger(__name__)
 
 
 class RateLimitExceeded(DomainError):
-    status = 429
     slug = "rate-limit-exceeded"
-    title = "Rate limit exceeded"
 
     def __init__(self, detail: str, *, policy: str, headers: dict[str, str]):
         super().__init__(detail, headers=headers)
@@ -26,7 +25,12 @@ class RateLimitExceeded(DomainError):
 class TenantAPIView(APIView):
     """Authenticated by API key (request.user is the Tenant). POSTs count against the plan's
     ``post_runs`` quota and other methods against ``get_requests``. If Redis is down a POST is
-    refused with 503 (no money moves without its limit checked); reads are let through."""
+    refused with 503 (no money moves without its limit checked); reads are let through.
+
+    Its OpenAPI operations list the problems every tenant endpoint can answer, and those the
+    view names in ``problem_slugs`` (method -> slugs)."""
+
+    schema = ProblemAutoSchema()
 
     def rate_limit_policy(self, request) -> tuple[str, int]:
         plan = request.user.plan

@@ -1,5 +1,8 @@
 """python manage.py check_ledger: verify every money invariant; exit 1 with a report on any
-violation."""
+violation.
+
+It lives in runs, the top of the layering, because it composes billing's ledger checks with the
+runs' checks (billing must not import runs)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,61 @@
+"""Writes for runs, one module per actor (each opens with the invariants it keeps):
+
+- ``submit``: the API's POST /v1/runs (run, reservation and history in one transaction);
+- ``outbox``: the only writer of ``enqueued_at`` / ``enqueue_attempts``; sends the task by name;
+- ``lease``: the worker's lease claim, heartbeat and own failure;
+- ``finalize``: the two-phase finalize and the guarded failure every actor settles through;
+- ``recover``: the reaper's transitions (zombies, stuck claims, never started, AUDIT_REQUIRED);
+- ``audit``: operators' decisions on AUDIT_REQUIRED runs;
+- ``events``: the append-only history row every transition writes.
+
+Callers import from ``runs.services``; the names below are the public surface.
+"""
+
+from runs.services.audit import AuditResolutionRefused, run_resolve_audit
+from runs.services.events import run_event_record
+from runs.services.finalize import result_key_for, run_fail, run_finalize_claim, run_finalize_commit
+from runs.services.lease import run_claim_lease, run_extend_lease, run_fail_by_worker
+from runs.services.outbox import run_enqueue, run_resend, run_resend_claim, run_resend_release
+from runs.services.recover import (
+    run_fail_never_started,
+    run_mark_audit_required,
+    run_mark_result_deleted,
+    run_reap_zombie,
+    run_roll_back_claim,
+)
+from runs.services.submit import (
+    ConcurrentRunsExceeded,
+    IdempotencyKeyReused,
+    MaxCostExceeded,
+    RunCreateResult,
+    RunSubmission,
+    run_create,
+)
+
+__all__ = [
+    "AuditResolutionRefused",
+    "ConcurrentRunsExceeded",
+    "IdempotencyKeyReused",
+    "MaxCostExceeded",
+    "RunCreateResult",
+    "RunSubmission",
+    "result_key_for",
+    "run_claim_lease",
+    "run_create",
+    "run_enqueue",
+    "run_event_record",
+    "run_extend_lease",
+    "run_fail",
+    "run_fail_by_worker",
+    "run_fail_never_started",
+    "run_finalize_claim",
+    "run_finalize_commit",
+    "run_mark_audit_required",
+    "run_mark_result_deleted",
+    "run_reap_zombie",
+    "run_resend",
+    "run_resend_claim",
+    "run_resend_release",
+    "run_resolve_audit",
+    "run_roll_back_claim",
+]

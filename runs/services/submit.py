@@ -1,0 +1,151 @@
+"""Submission (POST /v1/runs): create a run with its reservation, or replay it.
+
+Invariants kept here:
+- a run is created in ONE transaction with its reservation (ledger) and its history row; the
+  task is sent by the outbox only after that commits (``transaction.on_commit``);
+- submissions of one tenant are serialised by a lock on its wallet, so the idempotency lookup,
+  the concurrent-run count and the balance check are exact; (tenant, idempotency_key) is unique
+  in the database as a backstop;
+- a replay with the same key and the same body returns the first run and moves no money; the
+  same key with another body is refused;
+- plan limits (packs, cap per run, concurrency) and the pack's quote are checked before money moves.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from functools import partial
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from billing.locks import wallet_lock
+from billing.money import MIN_RESERVATION_MICROS, micros_to_usd, minimum_fee_micros
+from billing.services import reservation_create
+from dpp.context import current_request_id
+from dpp.errors import DomainError, ValidationProblem
+from dpp.metrics import run_created_observe
+from runs.models import Run
+from runs.packs import pack_get
+from runs.services.events import run_event_record
+from runs.services.outbox import run_enqueue
+from tenants.models import Plan, Tenant
+
+logger = logging.getLogger(__name__)
+
+
+class IdempotencyKeyReused(DomainError):
+    slug = "idempotency-key-reused"
+
+
+class MaxCostExceeded(DomainError):
+    slug = "max-cost-exceeded"
+
+
+class ConcurrentRunsExceeded(DomainError):
+    slug = "concurrent-runs-exceeded"
+    policy = "concurrent_runs"  # the metrics label (dpp_rate_limited_total)
+
+
+@dataclass(frozen=True)
+class RunSubmission:
+    """A validated POST /v1/runs (the view builds it from the serializer's data)."""
+
+    idempotency_key: str
+    payload_hash: str
+    pack_type: str
+    inputs: dict[str, Any]
+    max_cost_micros: int
+    timebox_sec: int
+    min_reliability_score: Decimal | None
+    trace_id: str
+
+
+@dataclass(frozen=True)
+class RunCreateResult:
+    run: Run
+    replayed: bool
+
+
+def run_create(*, tenant: Tenant, submission: RunSubmission, now: datetime | None = None) -> RunCreateResult:
+    """Create a run and reserve its cap, or replay the run already created with this key."""
+    now = now or timezone.now()
+    try:
+        with transaction.atomic(durable=True):
+            wallet_lock(tenant_id=tenant.pk)  # serialises this tenant's submissions
+            existing = Run.objects.filter(tenant=tenant, idempotency_key=submission.idempotency_key).first()
+            if existing is not None:
+                return _replay(existing, submission)
+            plan = Tenant.objects.select_related("plan").get(pk=tenant.pk).plan
+            _check_plan(plan=plan, submission=submission)
+            active = Run.objects.filter(tenant=tenant, status__in=Run.ACTIVE_STATUSES).count()
+            if active >= plan.max_concurrent_runs:
+                raise ConcurrentRunsExceeded(
+                    f"{active} runs are in flight; the plan allows {plan.max_concurrent_runs}.",
+                    headers={"Retry-After": "5"},
+                )
+            run = Run.objects.create(
+                tenant=tenant,
+                pack_type=submission.pack_type,
+                inputs=submission.inputs,
+                idempotency_key=submission.idempotency_key,
+                payload_hash=submission.payload_hash,
+                reserved_micros=submission.max_cost_micros,
+                minimum_fee_micros=minimum_fee_micros(submission.max_cost_micros),
+                timebox_sec=submission.timebox_sec,
+                min_reliability_score=submission.min_reliability_score,
+                trace_id=submission.trace_id,
+                request_id=current_request_id() or "",
+                retention_until=now + timedelta(days=plan.retention_days),
+                deadline_at=now + timedelta(seconds=settings.DPP_RUN_QUEUE_DEADLINE_SECONDS),
+            )
+            reservation_create(tenant_id=tenant.pk, run_id=run.pk, amount_micros=submission.max_cost_micros)
+            run_event_record(run, kind="CREATED", actor="api", to_status=Run.Status.QUEUED,
+                             money_state=Run.MoneyState.RESERVED, amount_micros=submission.max_cost_micros)
+            transaction.on_commit(partial(run_enqueue, run_id=run.pk))
+    except IntegrityError:
+        # Unreachable while the wallet lock serialises submissions; kept as the database's word.
+        existing = Run.objects.filter(tenant=tenant, idempotency_key=submission.idempotency_key).first()
+        if existing is None:
+            raise
+        return _replay(existing, submission)
+    logger.info("run created", extra={"run_id": str(run.pk), "reserved_micros": run.reserved_micros})
+    run_created_observe()  # after the commit, once per created run (a replay returned above)
+    return RunCreateResult(run=run, replayed=False)
+
+
+def _replay(existing: Run, submission: RunSubmission) -> RunCreateResult:
+    if existing.payload_hash != submission.payload_hash:
+        raise IdempotencyKeyReused("This Idempotency-Key was already used with a different request body.")
+    return RunCreateResult(run=existing, replayed=True)
+
+
+def _check_plan(*, plan: Plan, submission: RunSubmission) -> None:
+    if not plan.allows_pack(submission.pack_type):
+        raise ValidationProblem(
+            f"pack_type: '{submission.pack_type}' is not available on the {plan.code} plan",
+            errors={"pack_type": "not available on this plan"},
+        )
+    cap = submission.max_cost_micros
+    if cap < MIN_RESERVATION_MICROS:
+        raise ValidationProblem(
+            f"reservation.max_cost_usd: must be at least {micros_to_usd(MIN_RESERVATION_MICROS)}",
+            errors={"reservation": {"max_cost_usd": "below the minimum"}},
+        )
+    if cap > plan.max_cost_per_run_micros:
+        raise MaxCostExceeded(
+            f"max_cost_usd {micros_to_usd(cap)} is above the {plan.code} plan's cap of "
+            f"{micros_to_usd(plan.max_cost_per_run_micros)} per run.",
+        )
+    quote = pack_get(submission.pack_type).quote_micros(submission.inputs)
+    if cap < quote:
+        raise ValidationProblem(
+            f"reservation.max_cost_usd: this run costs {micros_to_usd(quote)}; reserve at least that",
+            errors={"reservation": {"max_cost_usd": f"below the quote {micros_to_usd(quote)}"}},
+            quote_usd=micros_to_usd(quote),
+        )
