@@ -20,4 +20,4 @@ RUN DPP_ENV=development DJANGO_SECRET_KEY=collectstatic-only DPP_KEY_PEPPER=coll
 RUN useradd --system --no-create-home --uid 1001 dpp
 USER dpp
 EXPOSE 8000 5555
-CMD ["gunicorn", "dpp.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "2", "--threads", "4", "--timeout", "30", "--access-logfile", "-", "--no-control-socket"]
+CMD ["gunicorn", "-c", "gunicorn.conf.py", "dpp.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "2", "--threads", "4", "--timeout", "30", "--access-logfile", "-", "--no-control-socket"]

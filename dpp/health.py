@@ -1,4 +1,5 @@
-"""Liveness (/health, always 200) and readiness (/readyz: every dependency, each bounded).
+"""Liveness (/health, always 200), readiness (/readyz: every dependency, each bounded) and the
+Prometheus scrape (/metrics, see dpp/metrics.py).
 
 S3 is ready when the bucket answers and a missing object is a 404: a 403 there means the role
 lacks s3:ListBucket, and /readyz says so (``down: S3ReadPermissionMissing``)."""
@@ -11,8 +12,9 @@ from concurrent.futures import ThreadPoolExecutor, wait
 import redis
 from django.conf import settings
 from django.db import connections
-from django.http import JsonResponse
+from django.http import HttpResponse, JsonResponse
 
+from dpp import metrics
 from dpp.aws import s3_client, sqs_client
 from dpp.problems import problem_response
 
@@ -121,3 +123,14 @@ def readyz(request):
             detail="Down: " + ", ".join(down), extra={"services": services},
         )
     return JsonResponse({"status": "ready", "version": settings.DPP_VERSION, "services": services})
+
+
+@_get_only
+def metrics_scrape(request):
+    """Prometheus text format: every gunicorn process's metrics and the database gauges. With
+    DPP_METRICS_TOKEN set, the scrape must present it as a bearer token (401 otherwise)."""
+    if not metrics.bearer_token_ok(authorization=request.headers.get("Authorization"),
+                                   token=settings.DPP_METRICS_TOKEN):
+        return problem_response(status=401, slug="unauthorized", request=request,
+                                detail="Send the metrics token as a bearer token.")
+    return HttpResponse(metrics.scrape(database=True), content_type=metrics.CONTENT_TYPE)

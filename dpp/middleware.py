@@ -1,4 +1,4 @@
-"""Cross-cutting HTTP middleware: request/trace ids, access log, body size limit."""
+"""Cross-cutting HTTP middleware: request metrics, request/trace ids, access log, body size limit."""
 
 from __future__ import annotations
 
@@ -8,9 +8,27 @@ import time
 from django.conf import settings
 
 from dpp.context import bound_context, new_id, sane_or_none
+from dpp.metrics import http_request_observe
 from dpp.problems import problem_response
 
 access_logger = logging.getLogger("dpp.access")
+
+
+class RequestMetricsMiddleware:
+    """Time every request into ``http_server_request_duration_seconds``, labelled by method, the
+    URL pattern's route template (``v1/runs/<str:run_id>``, never the raw path, so no id becomes
+    a label) and the status code. Outermost, so refusals by later middleware are counted too."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        started = time.perf_counter()
+        response = self.get_response(request)
+        match = getattr(request, "resolver_match", None)
+        http_request_observe(method=request.method, route=match.route if match is not None else None,
+                             status_code=response.status_code, seconds=time.perf_counter() - started)
+        return response
 
 
 class RequestContextMiddleware:

@@ -17,6 +17,7 @@ from rest_framework.views import set_rollback
 
 from dpp.context import current_request_id
 from dpp.errors import PROBLEM_TYPES, DomainError, generic_slug, problem_type
+from dpp.metrics import rate_limited_observe
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +87,8 @@ def problem_exception_handler(exc, context):
     django_request = getattr(request, "_request", request)
     if isinstance(exc, DomainError):
         set_rollback()
+        if exc.status == 429:  # every 429 is counted here, by the limit that refused it
+            rate_limited_observe(policy=getattr(exc, "policy", "other"))
         if exc.status >= 500 and exc.status != 503:  # a broken invariant (LedgerError) or a bug
             logger.error("domain error answered as %s", exc.status, exc_info=exc, extra={"slug": exc.slug})
         return problem_response(slug=exc.slug, detail=exc.detail, request=django_request, headers=exc.headers,
@@ -110,6 +113,7 @@ def problem_exception_handler(exc, context):
     if isinstance(exc, (drf_exceptions.NotAuthenticated, drf_exceptions.AuthenticationFailed)):
         return problem_response(slug="unauthorized", detail=str(exc.detail), request=django_request)
     if isinstance(exc, drf_exceptions.Throttled):
+        rate_limited_observe(policy="other")
         headers = {"Retry-After": str(int(exc.wait or 1))}
         return problem_response(slug="rate-limit-exceeded", request=django_request, headers=headers)
     if isinstance(exc, drf_exceptions.APIException):

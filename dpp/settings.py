@@ -83,6 +83,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "dpp.middleware.RequestMetricsMiddleware",
     "dpp.middleware.RequestContextMiddleware",
     "dpp.middleware.BodySizeLimitMiddleware",
     "corsheaders.middleware.CorsMiddleware",
@@ -341,5 +342,18 @@ LOGGING = {
         "urllib3": {"level": "WARNING"},
     },
 }
+
+# --- Metrics (dpp/metrics.py; PROMETHEUS_MULTIPROC_DIR is read by prometheus_client itself) ------------
+# Bearer token a scrape of /metrics (and of the workers' metrics port) must present; empty: open.
+DPP_METRICS_TOKEN = env_str("DPP_METRICS_TOKEN", "") or ""
+# The Celery worker parent serves its children's metrics here; 0 disables it.
+DPP_WORKER_METRICS_PORT = env_int("DPP_WORKER_METRICS_PORT", 0, minimum=0, maximum=65535)
+DPP_WORKER_METRICS_ADDR = env_str("DPP_WORKER_METRICS_ADDR", "127.0.0.1")
+if DPP_WORKER_METRICS_PORT and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    # The prefork children count the runs; without the shared directory the parent's server
+    # would show none of it.
+    raise ImproperlyConfigured("DPP_WORKER_METRICS_PORT needs PROMETHEUS_MULTIPROC_DIR (see docs/OPERATIONS.md)")
+# Statement timeout of the database gauges read at each scrape (and by the admin ops page).
+DPP_METRICS_DB_TIMEOUT_MS = env_int("DPP_METRICS_DB_TIMEOUT_MS", 2000, minimum=100, maximum=60_000)
 
 DPP_VERSION = os.environ.get("DPP_VERSION", "0.1.0")

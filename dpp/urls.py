@@ -7,6 +7,7 @@ from dpp import health, llms, problems
 urlpatterns = [
     path("health", health.health, name="health"),
     path("readyz", health.readyz, name="readyz"),
+    path("metrics", health.metrics_scrape, name="metrics"),
     path("problems/<slug:slug>", problems.problem_type_page, name="problem-type"),
     path("api/schema/", SpectacularAPIView.as_view(authentication_classes=[], permission_classes=[]), name="schema"),
     path(

@@ -16,3 +16,11 @@ class RunsConfig(AppConfig):
     def ready(self):
         # The periodic jobs live in code; every migrate writes them into the beat schedule.
         post_migrate.connect(_sync_schedule, sender=self, dispatch_uid="runs.sync_periodic_jobs")
+        # Metrics: the task signal handlers connect on import; /metrics reads the database
+        # gauges through the same function as the admin ops page.
+        from dpp.metrics import database_gauges_register
+        from runs import metrics
+        from runs.ops import ops_figures_now
+
+        metrics.run_labels_precreate()
+        database_gauges_register(ops_figures_now)

@@ -17,6 +17,10 @@ logger = logging.getLogger(__name__)
 class RateLimitExceeded(DomainError):
     slug = "rate-limit-exceeded"
 
+    def __init__(self, detail: str, *, policy: str, headers: dict[str, str]):
+        super().__init__(detail, headers=headers)
+        self.policy = policy  # the metrics label (dpp_rate_limited_total)
+
 
 class TenantAPIView(APIView):
     """Authenticated by API key (request.user is the Tenant). POSTs count against the plan's
@@ -49,7 +53,7 @@ class TenantAPIView(APIView):
         if not decision.allowed:
             raise RateLimitExceeded(
                 f"The plan allows {decision.quota} requests per {decision.window_seconds} s ({policy}).",
-                headers=decision.headers(),
+                policy=policy, headers=decision.headers(),
             )
 
     def finalize_response(self, request, response, *args, **kwargs):

@@ -31,6 +31,7 @@ from billing.money import MIN_RESERVATION_MICROS, micros_to_usd, minimum_fee_mic
 from billing.services import reservation_create
 from dpp.context import current_request_id
 from dpp.errors import DomainError, ValidationProblem
+from dpp.metrics import run_created_observe
 from runs.models import Run
 from runs.packs import pack_get
 from runs.services.events import run_event_record
@@ -51,6 +52,7 @@ class MaxCostExceeded(DomainError):
 
 class ConcurrentRunsExceeded(DomainError):
     slug = "concurrent-runs-exceeded"
+    policy = "concurrent_runs"  # the metrics label (dpp_rate_limited_total)
 
 
 @dataclass(frozen=True)
@@ -122,6 +124,7 @@ def run_create(*, tenant: Tenant, submission: RunSubmission, now: datetime | Non
             raise
         return _replay(existing, submission)
     logger.info("run created", extra={"run_id": str(run.pk), "reserved_micros": run.reserved_micros})
+    run_created_observe()  # after the commit, once per created run (a replay returned above)
     return RunCreateResult(run=run, replayed=False)
 
 

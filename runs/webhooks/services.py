@@ -39,6 +39,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from dpp.errors import DomainError, ValidationProblem
+from dpp.metrics import webhook_delivery_observe
 from runs.webhooks import sender, ssrf
 from runs.webhooks.crypto import secret_decrypt, secret_encrypt, secret_generate
 from runs.webhooks.locks import endpoint_lock, tenant_endpoints_lock
@@ -452,6 +453,10 @@ def _delivery_finish(*, delivery: WebhookDelivery, token, status: str, why: str,
         finished_at=now, updated_at=now) == 1
 
 
+# The outcome of an attempt as dpp_webhook_deliveries_total counts it.
+_METRIC_OUTCOMES = {"succeeded": "succeeded", "retry": "failed", "dead": "dead", "gone": "disabled"}
+
+
 def _attempt_record(*, delivery: WebhookDelivery, token, started_at: datetime, result: sender.SendResult) -> str:
     now = timezone.now()
     number = delivery.attempts_count + 1
@@ -484,6 +489,7 @@ def _attempt_record(*, delivery: WebhookDelivery, token, started_at: datetime, r
             WebhookEndpoint.objects.filter(pk=delivery.endpoint_id, enabled=True).update(
                 enabled=False, disabled_reason="the receiver answered 410 Gone", updated_at=now)
             _end_pending_deliveries(endpoint_id=delivery.endpoint_id, why="endpoint disabled: 410 Gone", now=now)
+    webhook_delivery_observe(outcome=_METRIC_OUTCOMES[outcome])
     log = logger.info if outcome == "succeeded" else logger.warning
     log("webhook attempt", extra={"delivery_id": str(delivery.pk), "event_id": delivery.event_id, "attempt": number,
                                   "outcome": outcome, "status_code": result.status_code,

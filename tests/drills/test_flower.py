@@ -43,8 +43,9 @@ def test_flower_lists_the_workers_and_the_tasks_of_an_sqs_platform(platform):
     wait_until(lambda: Run.objects.get(pk=answer["run_id"]).status == "COMPLETED", timeout=60, message="the run")
 
     def task_listed():
+        # The run commits inside the task; task-succeeded reaches Flower a moment later.
         tasks = json.loads(get(f"{base}/api/tasks"))
-        return [t for t in tasks.values() if answer["run_id"] in (t.get("kwargs") or "")]
+        return [t for t in tasks.values() if answer["run_id"] in (t.get("kwargs") or "") and t.get("state") == "SUCCESS"]
 
     listed = wait_until(task_listed, timeout=30, message="the task in flower")
     assert listed[0]["name"] == "runs.tasks.run_execute_task" and listed[0]["state"] == "SUCCESS"

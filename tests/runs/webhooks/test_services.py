@@ -15,6 +15,8 @@ from django.db import connection, transaction
 from django.utils import timezone
 from standardwebhooks import Webhook
 
+from dpp import metrics
+from runs.ops import ops_figures
 from runs.webhooks import services
 from runs.webhooks.models import (
     EventType,
@@ -234,6 +236,26 @@ class TestWebhookDeliveryAttempt:
         assert outcomes == ["retry", "retry", "dead", "not_due"]
         delivery.refresh_from_db()
         assert (delivery.status, delivery.attempts_count, delivery.next_attempt_at) == ("DEAD", 3, None)
+
+    def test_each_attempt_is_counted_by_outcome_and_the_backlog_is_a_gauge(self, tenant, local_receivers, receiver,
+                                                                           enqueued):
+        local_receivers.DPP_WEBHOOK_RETRY_SCHEDULE = [0]  # two attempts
+        endpoint_for(tenant, receiver.url())
+        delivery = WebhookDelivery.objects.get(event=record(tenant))
+        receiver.default = Reply(500)
+
+        def counted(outcome: str) -> float:
+            return metrics.PROCESS_REGISTRY.get_sample_value("dpp_webhook_deliveries_total", {"outcome": outcome}) or 0
+
+        before = {outcome: counted(outcome) for outcome in ("failed", "dead", "succeeded")}
+        assert ops_figures(now=timezone.now())["dpp_webhook_pending"] == 1
+
+        outcomes = [services.webhook_delivery_attempt(delivery_id=delivery.pk) for _ in range(2)]
+
+        assert outcomes == ["retry", "dead"]
+        assert {outcome: counted(outcome) - before[outcome] for outcome in before} == {
+            "failed": 1, "dead": 1, "succeeded": 0}
+        assert ops_figures(now=timezone.now())["dpp_webhook_pending"] == 0
 
     def test_a_receiver_slower_than_the_timeout_is_a_timeout(self, tenant, local_receivers, receiver, enqueued):
         local_receivers.DPP_WEBHOOK_TIMEOUT_SECONDS = 1
