@@ -33,6 +33,7 @@ PORT = int(os.environ.get("BENCH_PORT", "8765"))
 CONCURRENCY = 16
 POSTS = int(os.environ.get("BENCH_POSTS", "800"))
 RUNS = int(os.environ.get("BENCH_RUNS", "200"))
+LATENCY_RUNS = 30
 RUN_ID = uuid.uuid4().hex[:6]
 
 os.environ.update({
@@ -229,6 +230,23 @@ def bench_execution() -> dict:
         runs_wall = time.perf_counter() - started
         completed = Run.objects.filter(pk__in=ids, status="COMPLETED").count()
 
+        # Submission-to-claim on an idle worker: runs submitted one at a time, 0.2 s apart.
+        latency_ids = []
+        for index in range(LATENCY_RUNS):
+            submission = RunSubmission(
+                idempotency_key=f"lat-{RUN_ID}-{index}", payload_hash="0" * 64, pack_type="decision",
+                inputs=inputs, max_cost_micros=50_000, timebox_sec=30,
+                min_reliability_score=None, trace_id=f"bench-lat-{index}")
+            latency_ids.append(run_create(tenant=tenant, submission=submission, now=timezone.now()).run.pk)
+            time.sleep(0.2)
+        deadline = time.monotonic() + 60
+        while (Run.objects.filter(pk__in=latency_ids, started_at__isnull=False).count() < LATENCY_RUNS
+               and time.monotonic() < deadline):
+            time.sleep(0.2)
+        to_claim = [(started_at - created_at).total_seconds() for created_at, started_at in
+                    Run.objects.filter(pk__in=latency_ids, started_at__isnull=False)
+                    .values_list("created_at", "started_at")]
+
         started = time.perf_counter()
         for _ in range(RUNS):
             noop_task.apply_async(kwargs={"bench_id": RUN_ID}, queue=settings.DPP_QUEUE_NAME)
@@ -239,7 +257,8 @@ def bench_execution() -> dict:
     finally:
         stop(worker)
     return {"runs": completed, "runs_per_s": completed / runs_wall, "noop_per_s": RUNS / noop_wall,
-            "rss_mb_start": rss, "rss_mb_end": rss_after}
+            "rss_mb_start": rss, "rss_mb_end": rss_after,
+            "to_claim_p50_ms": percentile(to_claim, 0.5) * 1000 if to_claim else float("nan")}
 
 
 def main() -> None:
@@ -258,6 +277,7 @@ def main() -> None:
     execution = bench_execution()
     log(f"end-to-end decision runs, 1 worker x 2 processes: {execution['runs']} in "
         f"{execution['runs'] / execution['runs_per_s']:.1f} s = {execution['runs_per_s']:.1f} runs/s")
+    log(f"submission-to-claim p50: {execution['to_claim_p50_ms']:.1f} ms")
     log(f"bare Celery no-op task on the same broker: {execution['noop_per_s']:.1f} tasks/s")
     log(f"ratio runs / no-op: {execution['runs_per_s'] / execution['noop_per_s']:.3f}")
     log(f"worker RSS MB (parent, children) at start {execution['rss_mb_start']}, after {execution['rss_mb_end']}")

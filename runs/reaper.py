@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import DateTimeField, DurationField, ExpressionWrapper, F, Value
+from django.db.models import DateTimeField, DurationField, ExpressionWrapper, F, Q, Value
 from django.db.models.functions import Greatest, Least, Power
 
 from billing.services import reservation_amount
@@ -37,7 +37,7 @@ from runs.services import (
 
 logger = logging.getLogger(__name__)
 
-OUTBOX_GRACE_SECONDS = 5  # an on-commit send normally confirms within milliseconds
+OUTBOX_GRACE_SECONDS = 5  # the relay normally sends and confirms within milliseconds of the commit
 MAX_BACKOFF_DOUBLINGS = 6  # resends of a waiting run at most every 64 leases
 
 
@@ -131,17 +131,21 @@ def outbox_sweep(*, now: datetime, limit: int | None = None) -> dict:
     _each(_batch(expired, limit), expired,
           lambda run: "never_started" if run_fail_never_started(run=run, now=now) else "lost", counts, "outbox")
 
-    unconfirmed = Run.objects.filter(status=Run.Status.QUEUED, deadline_at__gt=now, enqueued_at__isnull=True,
-                                     created_at__lt=now - timedelta(seconds=OUTBOX_GRACE_SECONDS))
+    # Never confirmed: never sent (the relay is down or behind), or claimed by a send that did not
+    # confirm within the grace (a relay died between its claim and its mark, or the broker hangs).
+    grace_ago = now - timedelta(seconds=OUTBOX_GRACE_SECONDS)
+    unconfirmed = Run.objects.filter(Q(enqueued_at__isnull=True) | Q(enqueue_attempts=0, enqueued_at__lt=grace_ago),
+                                     status=Run.Status.QUEUED, deadline_at__gt=now, created_at__lt=grace_ago)
     # A run still QUEUED a lease after its last send is sent again, with exponential backoff
-    # (lease x 2^(sends - 1), capped): behind a long backlog, resending every waiting run every
+    # (lease x 2^(confirmed sends - 1), capped; failed sends do not count): behind a long backlog, resending every waiting run every
     # pass would flood the queue with duplicates faster than workers can ignore them.
     backoff = ExpressionWrapper(
         Value(timedelta(seconds=settings.DPP_LEASE_SECONDS))
         * Power(2, Least(Greatest(F("enqueue_attempts") - 1, 0), MAX_BACKOFF_DOUBLINGS)),
         output_field=DurationField(),
     )
-    stale = (Run.objects.filter(status=Run.Status.QUEUED, deadline_at__gt=now, enqueued_at__isnull=False)
+    stale = (Run.objects.filter(status=Run.Status.QUEUED, deadline_at__gt=now, enqueued_at__isnull=False,
+                                enqueue_attempts__gt=0)
              .alias(resend_at=ExpressionWrapper(F("enqueued_at") + backoff, output_field=DateTimeField()))
              .filter(resend_at__lt=now))
     querysets = [unconfirmed]
