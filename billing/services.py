@@ -43,9 +43,25 @@ def _require_atomic() -> None:
         raise RuntimeError("ledger services must run inside a transaction")
 
 
-def _accounts(*, tenant_id) -> dict[str, Account]:
-    rows = Account.objects.filter(tenant_id=tenant_id) | Account.objects.filter(tenant__isnull=True)
-    return {(a.kind if a.tenant_id is None else f"tenant:{a.kind}"): a for a in rows}
+# Ledger account ids never change once created (accounts are never deleted), so each process
+# keeps them: a posting then costs no lookup round trip (bounded; cleared when full).
+_ACCOUNT_IDS: dict = {}
+_ACCOUNT_IDS_MAX = 50_000
+
+
+def _accounts(*, tenant_id) -> dict[str, int]:
+    """Account key ("REVENUE", "tenant:HELD", ...) -> account id for a tenant's postings."""
+    ids = _ACCOUNT_IDS.get(tenant_id)
+    if ids is not None:
+        return ids
+    rows = (Account.objects.filter(tenant_id=tenant_id) | Account.objects.filter(tenant__isnull=True)).values_list(
+        "id", "kind", "tenant_id")
+    ids = {(kind if owner is None else f"tenant:{kind}"): pk for pk, kind, owner in rows}
+    if len(ids) == 4:  # the tenant's two and the platform's two: complete, keep it
+        if len(_ACCOUNT_IDS) >= _ACCOUNT_IDS_MAX:
+            _ACCOUNT_IDS.clear()
+        _ACCOUNT_IDS[tenant_id] = ids
+    return ids
 
 
 def _journal_post(*, kind: str, tenant_id, legs: list[tuple[str, int]], run_id=None, reference=None,
@@ -60,7 +76,7 @@ def _journal_post(*, kind: str, tenant_id, legs: list[tuple[str, int]], run_id=N
     journal = Journal.objects.create(kind=kind, phase=phase, tenant_id=tenant_id, run_id=run_id,
                                      reference=reference, memo=memo[:500])
     JournalLeg.objects.bulk_create(
-        [JournalLeg(journal=journal, account=accounts[key], amount_micros=amount) for key, amount in legs]
+        [JournalLeg(journal=journal, account_id=accounts[key], amount_micros=amount) for key, amount in legs]
     )
     return journal
 
