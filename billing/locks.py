@@ -2,7 +2,8 @@
 
 Lock order: at most ONE Run row per transaction (runs/locks.py, or the conditional UPDATE of a
 transition), then the tenant's Wallet row (this module, or the conditional UPDATE of a ledger
-service). Submission locks only the wallet (the run row it inserts is new). With one run per
+service). Submission locks only the wallet, with the conditional UPDATE that is its last
+statement (billing.services.reservation_create; the run row it inserts is new). With one run per
 transaction and the wallet always last, no two transactions can wait on each other in a cycle.
 """
 

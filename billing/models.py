@@ -8,7 +8,11 @@ Invariants kept here and by the database (see the migrations):
   unique (run_id, phase);
 - a Wallet caches the balances of its tenant's AVAILABLE and HELD accounts, is written in the
   same transaction as the legs, and can never go negative (check constraints);
-  ``check_ledger`` proves the cache equals the sums.
+  ``check_ledger`` proves the cache equals the sums;
+- a Wallet counts its tenant's active runs (``active_runs``: runs whose money is RESERVED, i.e.
+  QUEUED or PROCESSING and not waiting for an operator), changed in the same transaction as every
+  transition that starts or ends one, never negative (check constraint); the submission's
+  conditional UPDATE compares it with the plan's limit, so the limit is exact under concurrency.
 Sign convention: an account's balance is the sum of its legs' amounts.
 """
 
@@ -102,12 +106,14 @@ class Wallet(models.Model):
     tenant = models.OneToOneField(Tenant, on_delete=models.PROTECT, primary_key=True, related_name="wallet")
     available_micros = models.BigIntegerField(default=0)
     held_micros = models.BigIntegerField(default=0)
+    active_runs = models.IntegerField(default=0, help_text="Runs holding a concurrency slot (money RESERVED).")
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         constraints = [
             models.CheckConstraint(condition=Q(available_micros__gte=0), name="wallet_available_nonnegative"),
             models.CheckConstraint(condition=Q(held_micros__gte=0), name="wallet_held_nonnegative"),
+            models.CheckConstraint(condition=Q(active_runs__gte=0), name="wallet_active_runs_nonnegative"),
         ]
 
     def __str__(self) -> str:

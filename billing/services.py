@@ -3,6 +3,8 @@
 Invariants kept here (the database keeps them too; see models.py):
 - one posting function (``_journal_post``) writes every journal with all its legs and updates
   the wallet cache in the same transaction;
+- reserve moves AVAILABLE -> HELD and takes a concurrency slot (``Wallet.active_runs``) in one
+  conditional UPDATE, written last; every settle of a run that held a slot gives it back;
 - reserve moves AVAILABLE -> HELD; settle moves HELD -> REVENUE (the charge) and HELD ->
   AVAILABLE (the rest); release moves HELD -> AVAILABLE; top-up moves FUNDING -> AVAILABLE;
 - a run has one reserve and at most one settle-or-release (unique constraint), and a charge is
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 from django.db import IntegrityError, transaction
 from django.db.models import F
+from django.db.models.functions import Greatest
 
 from billing.models import Account, Journal, JournalLeg, Wallet
 from billing.money import MAX_AMOUNT_MICROS
@@ -23,6 +26,11 @@ from tenants.models import Tenant
 
 class InsufficientBalance(DomainError):
     slug = "insufficient-balance"
+
+
+class ConcurrentRunsExceeded(DomainError):
+    slug = "concurrent-runs-exceeded"
+    policy = "concurrent_runs"  # the metrics label (dpp_rate_limited_total)
 
 
 class LedgerError(DomainError):
@@ -36,9 +44,25 @@ def _require_atomic() -> None:
         raise RuntimeError("ledger services must run inside a transaction")
 
 
-def _accounts(*, tenant_id) -> dict[str, Account]:
-    rows = Account.objects.filter(tenant_id=tenant_id) | Account.objects.filter(tenant__isnull=True)
-    return {(a.kind if a.tenant_id is None else f"tenant:{a.kind}"): a for a in rows}
+# Ledger account ids never change once created (accounts are never deleted), so each process
+# keeps them: a posting then costs no lookup round trip (bounded; cleared when full).
+_ACCOUNT_IDS: dict = {}
+_ACCOUNT_IDS_MAX = 50_000
+
+
+def _accounts(*, tenant_id) -> dict[str, int]:
+    """Account key ("REVENUE", "tenant:HELD", ...) -> account id for a tenant's postings."""
+    ids = _ACCOUNT_IDS.get(tenant_id)
+    if ids is not None:
+        return ids
+    rows = (Account.objects.filter(tenant_id=tenant_id) | Account.objects.filter(tenant__isnull=True)).values_list(
+        "id", "kind", "tenant_id")
+    ids = {(kind if owner is None else f"tenant:{kind}"): pk for pk, kind, owner in rows}
+    if len(ids) == 4:  # the tenant's two and the platform's two: complete, keep it
+        if len(_ACCOUNT_IDS) >= _ACCOUNT_IDS_MAX:
+            _ACCOUNT_IDS.clear()
+        _ACCOUNT_IDS[tenant_id] = ids
+    return ids
 
 
 def _journal_post(*, kind: str, tenant_id, legs: list[tuple[str, int]], run_id=None, reference=None,
@@ -53,7 +77,7 @@ def _journal_post(*, kind: str, tenant_id, legs: list[tuple[str, int]], run_id=N
     journal = Journal.objects.create(kind=kind, phase=phase, tenant_id=tenant_id, run_id=run_id,
                                      reference=reference, memo=memo[:500])
     JournalLeg.objects.bulk_create(
-        [JournalLeg(journal=journal, account=accounts[key], amount_micros=amount) for key, amount in legs]
+        [JournalLeg(journal=journal, account_id=accounts[key], amount_micros=amount) for key, amount in legs]
     )
     return journal
 
@@ -89,20 +113,46 @@ def wallet_top_up(*, tenant: Tenant, amount_micros: int, reference: str | None =
     return journal
 
 
-def reservation_create(*, tenant_id, run_id, amount_micros: int) -> Journal:
-    """Hold ``amount_micros`` for a run (AVAILABLE -> HELD). Caller owns the transaction."""
+def reservation_create(*, tenant_id, run_id, amount_micros: int, max_active_runs: int) -> Journal:
+    """Hold ``amount_micros`` for a new run (AVAILABLE -> HELD) and take one of the tenant's
+    ``max_active_runs`` concurrency slots. Caller owns the transaction.
+
+    The journal and its legs are written first; the wallet's conditional UPDATE (enough available
+    balance AND a free slot) is the LAST statement, so the caller's transaction holds the tenant's
+    hot wallet row for that one statement and its commit. The caller must write nothing after it.
+    """
     _require_atomic()
     if amount_micros <= 0:
         raise LedgerError("a reservation must be positive")
-    moved = Wallet.objects.filter(tenant_id=tenant_id, available_micros__gte=amount_micros).update(
-        available_micros=F("available_micros") - amount_micros, held_micros=F("held_micros") + amount_micros
-    )
-    if moved != 1:
-        raise InsufficientBalance("The available balance is below max_cost_usd.")
-    return _journal_post(
+    journal = _journal_post(
         kind=Journal.Kind.RESERVE, tenant_id=tenant_id, run_id=run_id,
         legs=[("tenant:AVAILABLE", -amount_micros), ("tenant:HELD", amount_micros)],
     )
+    moved = Wallet.objects.filter(
+        tenant_id=tenant_id, available_micros__gte=amount_micros, active_runs__lt=max_active_runs
+    ).update(
+        available_micros=F("available_micros") - amount_micros, held_micros=F("held_micros") + amount_micros,
+        active_runs=F("active_runs") + 1,
+    )
+    if moved != 1:
+        # Refused: say why (a plain read; the transaction is rolled back by the raise).
+        wallet = Wallet.objects.filter(tenant_id=tenant_id).values("available_micros", "active_runs").first()
+        if wallet is not None and wallet["active_runs"] >= max_active_runs:
+            raise ConcurrentRunsExceeded(
+                f"{wallet['active_runs']} runs are in flight; the plan allows {max_active_runs}.",
+                headers={"Retry-After": "5"},
+            )
+        raise InsufficientBalance("The available balance is below max_cost_usd.")
+    return journal
+
+
+def wallet_slot_release(*, tenant_id) -> None:
+    """A run stops holding a concurrency slot without settling (it now waits for an operator).
+    Caller owns the transaction (the run's transition)."""
+    _require_atomic()
+    # Never below zero and never an error: this runs when something is already wrong (an audit),
+    # and check_ledger reports a count that is off.
+    Wallet.objects.filter(tenant_id=tenant_id, active_runs__gt=0).update(active_runs=F("active_runs") - 1)
 
 
 class ReservationMissing(LedgerError):
@@ -118,9 +168,13 @@ def reservation_amount(*, run_id) -> int | None:
     )
 
 
-def reservation_settle(*, tenant_id, run_id, charge_micros: int, memo: str = "") -> Journal:
+def reservation_settle(*, tenant_id, run_id, charge_micros: int, release_slot: bool, memo: str = "") -> Journal:
     """Charge ``charge_micros`` and release the rest of the run's reservation. Caller owns the
     transaction. The reserved amount is read from the ledger, never trusted from the caller.
+
+    ``release_slot``: the run still held a concurrency slot (its money was RESERVED) and gives it
+    back in the same wallet UPDATE; False when it already gave it back (an AUDIT_REQUIRED run
+    resolved by an operator).
 
     A second settle or release of the same run violates journal_one_per_run_phase.
     """
@@ -136,8 +190,12 @@ def reservation_settle(*, tenant_id, run_id, charge_micros: int, memo: str = "")
         kind=kind, tenant_id=tenant_id, run_id=run_id, memo=memo,
         legs=[("tenant:HELD", -reserved_micros), ("REVENUE", charge_micros), ("tenant:AVAILABLE", rest)],
     )
+    # The slot count never blocks a settlement: were it ever off (rows written around the
+    # services), the money still settles and check_ledger reports the count.
+    slots = 1 if release_slot else 0
     moved = Wallet.objects.filter(tenant_id=tenant_id, held_micros__gte=reserved_micros).update(
-        held_micros=F("held_micros") - reserved_micros, available_micros=F("available_micros") + rest
+        held_micros=F("held_micros") - reserved_micros, available_micros=F("available_micros") + rest,
+        active_runs=Greatest(F("active_runs") - slots, 0),
     )
     if moved != 1:
         raise LedgerError(f"wallet of {tenant_id} holds less than the reservation of run {run_id}")

@@ -224,6 +224,12 @@ DPP_RESULT_URL_SECONDS = env_int("DPP_RESULT_URL_SECONDS", 600, minimum=1, maxim
 DPP_REAPER_BATCH_SIZE = env_int("DPP_REAPER_BATCH_SIZE", 100, minimum=1, maximum=10_000)
 DPP_RUN_QUEUE_DEADLINE_SECONDS = env_int("DPP_RUN_QUEUE_DEADLINE_SECONDS", 3600, minimum=1)
 DPP_LAST_USED_DEBOUNCE_SECONDS = env_int("DPP_LAST_USED_DEBOUNCE_SECONDS", 60, minimum=0)
+# The relay (manage.py run_relay): runs per batch, and its poll when no commit wakes it (ms).
+DPP_RELAY_BATCH_SIZE = env_int("DPP_RELAY_BATCH_SIZE", 100, minimum=1, maximum=1000)
+DPP_RELAY_POLL_SECONDS = env_int("DPP_RELAY_POLL_MS", 500, minimum=50, maximum=60_000) / 1000
+# Authentication caches a key's lookup in-process this long (ms): a revoked key or a suspended
+# tenant is refused at most this late. 0 turns the cache off.
+DPP_AUTH_CACHE_SECONDS = env_int("DPP_AUTH_CACHE_MS", 1000, minimum=0, maximum=2000) / 1000
 
 # Pack classes the registry loads; operators append their own dotted paths.
 DPP_PACKS = env_list("DPP_PACKS", ["runs.packs.decision.DecisionPack"])

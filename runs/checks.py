@@ -42,6 +42,15 @@ SELECT w.tenant_id, w.held_micros, COALESCE(open.total, 0)
  WHERE w.held_micros <> COALESCE(open.total, 0)
 """
 
+_ACTIVE_SQL = """
+SELECT w.tenant_id, w.active_runs, COALESCE(active.total, 0)
+  FROM billing_wallet w
+  LEFT JOIN (SELECT tenant_id, COUNT(*) AS total FROM runs_run
+              WHERE money_state = 'RESERVED' GROUP BY tenant_id) active
+    ON active.tenant_id = w.tenant_id
+ WHERE w.active_runs <> COALESCE(active.total, 0)
+"""
+
 
 def run_money_violations() -> list[Violation]:
     violations: list[Violation] = []
@@ -52,6 +61,8 @@ def run_money_violations() -> list[Violation]:
         orphans = cursor.fetchall()
         cursor.execute(_HELD_SQL)
         held = cursor.fetchall()
+        cursor.execute(_ACTIVE_SQL)
+        active = cursor.fetchall()
     for run_id, status, money_state, reserved, actual, l_reserved, charged, released, reserves, finals in rows:
         if reserves != 1 or l_reserved != reserved:
             violations.append(Violation("every run has exactly one reservation of its amount",
@@ -77,6 +88,9 @@ def run_money_violations() -> list[Violation]:
     for tenant_id, held_micros, open_total in held:
         violations.append(Violation("held balances equal open reservations",
                                     f"tenant {tenant_id}: held {held_micros}, open reservations {open_total}"))
+    for tenant_id, counted, actual in active:
+        violations.append(Violation("each wallet counts exactly its runs holding a concurrency slot",
+                                    f"tenant {tenant_id}: wallet counts {counted}, RESERVED runs {actual}"))
     return violations
 
 

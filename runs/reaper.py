@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import DateTimeField, DurationField, ExpressionWrapper, F, Value
+from django.db.models import DateTimeField, DurationField, ExpressionWrapper, F, Q, Value
 from django.db.models.functions import Greatest, Least, Power
 
 from billing.services import reservation_amount
@@ -37,8 +37,67 @@ from runs.services import (
 
 logger = logging.getLogger(__name__)
 
-OUTBOX_GRACE_SECONDS = 5  # an on-commit send normally confirms within milliseconds
+OUTBOX_GRACE_SECONDS = 5  # the relay normally sends and confirms within milliseconds of the commit
 MAX_BACKOFF_DOUBLINGS = 6  # resends of a waiting run at most every 64 leases
+
+
+# --- The candidates of each pass: each query reads a partial index (see Run.Meta.indexes), so a
+# pass costs the same with 10^4 or 10^6 runs in the table (`make bench` times them).
+
+def _zombies(now: datetime):
+    return Run.objects.filter(status=Run.Status.PROCESSING, finalize_stage=Run.FinalizeStage.NONE,
+                              lease_expires_at__lt=now)
+
+
+def _claims(now: datetime):
+    threshold = now - timedelta(seconds=settings.DPP_RECONCILE_AFTER_SECONDS)
+    return Run.objects.filter(status=Run.Status.PROCESSING, finalize_stage=Run.FinalizeStage.CLAIMED,
+                              money_state=Run.MoneyState.RESERVED, finalize_claimed_at__lt=threshold)
+
+
+def _outbox_expired(now: datetime):
+    return Run.objects.filter(status=Run.Status.QUEUED, deadline_at__lte=now)
+
+
+def _outbox_unconfirmed(now: datetime):
+    # Never confirmed: never sent (the relay is down or behind), or claimed by a send that did not
+    # confirm within the grace (a relay died between its claim and its mark, or the broker hangs).
+    grace_ago = now - timedelta(seconds=OUTBOX_GRACE_SECONDS)
+    return Run.objects.filter(Q(enqueued_at__isnull=True) | Q(enqueue_attempts=0, enqueued_at__lt=grace_ago),
+                              status=Run.Status.QUEUED, deadline_at__gt=now, created_at__lt=grace_ago)
+
+
+def _outbox_stale(now: datetime):
+    # A run still QUEUED a lease after its last send is sent again, with exponential backoff
+    # (lease x 2^(confirmed sends - 1), capped; failed sends do not count): behind a long backlog,
+    # resending every waiting run every pass would flood the queue with duplicates faster than
+    # workers can ignore them.
+    backoff = ExpressionWrapper(
+        Value(timedelta(seconds=settings.DPP_LEASE_SECONDS))
+        * Power(2, Least(Greatest(F("enqueue_attempts") - 1, 0), MAX_BACKOFF_DOUBLINGS)),
+        output_field=DurationField(),
+    )
+    return (Run.objects.filter(status=Run.Status.QUEUED, deadline_at__gt=now, enqueued_at__isnull=False,
+                               enqueue_attempts__gt=0)
+            .alias(resend_at=ExpressionWrapper(F("enqueued_at") + backoff, output_field=DateTimeField()))
+            .filter(resend_at__lt=now))
+
+
+def _retention(now: datetime):
+    return Run.objects.filter(retention_until__lte=now, result_deleted_at__isnull=True).exclude(result_key="")
+
+
+def reaper_candidate_queries(*, now: datetime, limit: int | None = None) -> dict:
+    """Each pass's candidate query as it runs (for EXPLAIN in the benchmark)."""
+    limit = limit or settings.DPP_REAPER_BATCH_SIZE
+    return {
+        "zombies": _zombies(now).order_by("pk").values_list("pk", flat=True)[:limit],
+        "reconcile": _claims(now).order_by("pk")[:limit],
+        "outbox expired": _outbox_expired(now).order_by("pk").values_list("pk", flat=True)[:limit],
+        "outbox unconfirmed": _outbox_unconfirmed(now).order_by("created_at")[:limit],
+        "outbox stale": _outbox_stale(now).order_by("created_at")[:limit],
+        "retention": _retention(now).order_by("retention_until")[:limit],
+    }
 
 
 def _batch(queryset, limit: int | None) -> list:
@@ -70,8 +129,7 @@ def _report(job: str, counts: Counter) -> dict:
 
 def zombies_reap(*, now: datetime, limit: int | None = None) -> dict:
     """PROCESSING runs, not CLAIMED, whose lease expired -> FAILED LEASE_EXPIRED, minimum fee."""
-    candidates = Run.objects.filter(status=Run.Status.PROCESSING, finalize_stage=Run.FinalizeStage.NONE,
-                                    lease_expires_at__lt=now)
+    candidates = _zombies(now)
     counts: Counter = Counter()
     _each(_batch(candidates, limit), candidates,
           lambda run: "reaped" if run_reap_zombie(run=run, now=now) else "lost", counts, "zombies")
@@ -81,11 +139,8 @@ def zombies_reap(*, now: datetime, limit: int | None = None) -> dict:
 def claims_reconcile(*, now: datetime, limit: int | None = None) -> dict:
     """Runs CLAIMED for longer than DPP_RECONCILE_AFTER_SECONDS: roll forward from the S3 receipt,
     roll back when there is no object, AUDIT_REQUIRED when anything disagrees."""
-    threshold = now - timedelta(seconds=settings.DPP_RECONCILE_AFTER_SECONDS)
-    candidates = Run.objects.filter(status=Run.Status.PROCESSING, finalize_stage=Run.FinalizeStage.CLAIMED,
-                                    money_state=Run.MoneyState.RESERVED, finalize_claimed_at__lt=threshold)
     counts: Counter = Counter()
-    for run in candidates.order_by("pk")[: limit or settings.DPP_REAPER_BATCH_SIZE]:
+    for run in _claims(now).order_by("pk")[: limit or settings.DPP_REAPER_BATCH_SIZE]:
         with bound_context(run_id=run.pk, trace_id=run.trace_id, request_id=run.request_id, tenant_id=run.tenant_id):
             try:
                 counts[_reconcile_one(run=run, now=now)] += 1
@@ -127,23 +182,11 @@ def outbox_sweep(*, now: datetime, limit: int | None = None) -> dict:
     never confirmed or that waited longer than a lease without being claimed. This pass picks
     the candidates; every write to the enqueue fields is runs/services/outbox.py's."""
     counts: Counter = Counter()
-    expired = Run.objects.filter(status=Run.Status.QUEUED, deadline_at__lte=now)
+    expired = _outbox_expired(now)
     _each(_batch(expired, limit), expired,
           lambda run: "never_started" if run_fail_never_started(run=run, now=now) else "lost", counts, "outbox")
 
-    unconfirmed = Run.objects.filter(status=Run.Status.QUEUED, deadline_at__gt=now, enqueued_at__isnull=True,
-                                     created_at__lt=now - timedelta(seconds=OUTBOX_GRACE_SECONDS))
-    # A run still QUEUED a lease after its last send is sent again, with exponential backoff
-    # (lease x 2^(sends - 1), capped): behind a long backlog, resending every waiting run every
-    # pass would flood the queue with duplicates faster than workers can ignore them.
-    backoff = ExpressionWrapper(
-        Value(timedelta(seconds=settings.DPP_LEASE_SECONDS))
-        * Power(2, Least(Greatest(F("enqueue_attempts") - 1, 0), MAX_BACKOFF_DOUBLINGS)),
-        output_field=DurationField(),
-    )
-    stale = (Run.objects.filter(status=Run.Status.QUEUED, deadline_at__gt=now, enqueued_at__isnull=False)
-             .alias(resend_at=ExpressionWrapper(F("enqueued_at") + backoff, output_field=DateTimeField()))
-             .filter(resend_at__lt=now))
+    unconfirmed, stale = _outbox_unconfirmed(now), _outbox_stale(now)
     querysets = [unconfirmed]
     # Messages still visible on the queue mean a backlog: the waiting runs' messages are in it,
     # not lost, and resending them would only add duplicates. Resend stale runs only when the
@@ -163,8 +206,7 @@ def outbox_sweep(*, now: datetime, limit: int | None = None) -> dict:
 def results_expire(*, now: datetime, limit: int | None = None) -> dict:
     """Delete results past retention from S3; the row stays and its owner gets 410."""
     counts: Counter = Counter()
-    candidates = Run.objects.filter(retention_until__lte=now, result_deleted_at__isnull=True).exclude(result_key="")
-    for run in candidates.order_by("retention_until")[: limit or settings.DPP_REAPER_BATCH_SIZE]:
+    for run in _retention(now).order_by("retention_until")[: limit or settings.DPP_REAPER_BATCH_SIZE]:
         try:
             storage.envelope_delete(bucket=run.result_bucket, key=run.result_key)
         except Exception:

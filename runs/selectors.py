@@ -8,8 +8,10 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
 from django.db import connection
+from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
+from billing.models import Wallet
 from runs.models import Run
 from tenants.models import Tenant
 
@@ -21,11 +23,17 @@ def _as_uuid(value) -> uuid.UUID | None:
         return None
 
 
-def run_get_for_tenant(*, tenant: Tenant, run_id) -> Run | None:
+def run_get_for_tenant(*, tenant: Tenant, run_id, with_budget: bool = False) -> Run | None:
+    """The tenant's run, or None. ``with_budget``: the run carries ``budget_remaining_micros``
+    (its wallet's available balance), read in the same query (one round trip for the detail view)."""
     parsed = _as_uuid(run_id)
     if parsed is None:
         return None
-    return Run.objects.filter(tenant=tenant, pk=parsed).first()
+    queryset = Run.objects.filter(tenant=tenant, pk=parsed).order_by()
+    if with_budget:
+        queryset = queryset.annotate(budget_remaining_micros=Subquery(
+            Wallet.objects.filter(tenant_id=OuterRef("tenant_id")).values("available_micros")[:1]))
+    return queryset.first()
 
 
 def run_is_expired(*, run: Run, now: datetime | None = None) -> bool:

@@ -80,6 +80,10 @@ class RunCreateInput(StrictFieldsMixin, serializers.Serializer):
         return attrs
 
 
+AWAITING_REVIEW = ("This run awaits an operator's review of its charge; its reservation stays held until then. "
+                   "It no longer counts against your concurrent-runs limit.")
+
+
 class RunIdentityOutput(serializers.Serializer):
     """What every run document starts with."""
 
@@ -143,6 +147,9 @@ class RunOutput(RunIdentityOutput):
 
     @extend_schema_field(RunErrorOutput(allow_null=True))
     def get_error(self, run: Run) -> dict | None:
+        if run.money_state == Run.MoneyState.AUDIT_REQUIRED:
+            # The operators' reasons stay internal; the client learns what happens next.
+            return {"reason_code": "AUDIT_REQUIRED", "detail": AWAITING_REVIEW}
         return RunErrorOutput(run).data if run.error_reason else None
 
 

@@ -8,7 +8,6 @@ from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 
 from billing.money import micros_to_usd
-from billing.selectors import wallet_get
 from dpp.context import current_trace_id, set_trace_id
 from dpp.errors import DomainError
 from runs import serializers as s
@@ -120,13 +119,13 @@ class RunDetailView(TenantAPIView):
 
     @extend_schema(operation_id="runs_retrieve", responses={200: s.RunOutput})
     def get(self, request, run_id: str):
-        run = run_get_for_tenant(tenant=request.user, run_id=run_id)
+        run = run_get_for_tenant(tenant=request.user, run_id=run_id, with_budget=True)
         if run is None:
             raise NotFound()
         if run_is_expired(run=run):
             raise Gone("This run's retention has passed; its result was deleted.")
         context = {
-            "budget_remaining_micros": wallet_get(tenant_id=run.tenant_id).available_micros,
+            "budget_remaining_micros": run.budget_remaining_micros,
             "results": _results([run]),
         }
         return Response(s.RunOutput(run, context=context).data, headers=_cost_headers(run))

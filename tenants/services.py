@@ -4,6 +4,8 @@ Invariants kept here:
 - every tenant is created with its wallet and ledger accounts, in one transaction;
 - a plan change writes a PlanAssignment row in the same transaction;
 - a key's plaintext is returned once by ``api_key_issue`` and never stored;
+- a revocation, suspension or plan change clears this process's authentication cache (the
+  other processes' entries expire within DPP_AUTH_CACHE_SECONDS);
 - ``last_used_at`` is written at most once per DPP_LAST_USED_DEBOUNCE_SECONDS per key, by a
   conditional update, so authentication does not write on every request.
 """
@@ -22,6 +24,7 @@ from billing.services import wallet_open  # the one upward import of tenants: se
 from dpp.errors import ValidationProblem
 from tenants import keys
 from tenants.models import ApiKey, Plan, PlanAssignment, Tenant
+from tenants.selectors import api_key_cache_clear
 
 
 class PlanNotFound(ValidationProblem):
@@ -63,6 +66,7 @@ def tenant_assign_plan(*, tenant: Tenant, plan_code: str, actor=None, reason: st
             tenant=locked, plan=plan, previous_plan_id=locked.plan_id, assigned_by=actor, reason=reason
         )
         Tenant.objects.filter(pk=locked.pk).update(plan=plan, updated_at=timezone.now())
+    api_key_cache_clear()  # this process at once; the others within DPP_AUTH_CACHE_SECONDS
     locked.refresh_from_db()
     return locked
 
@@ -71,6 +75,7 @@ def tenant_set_status(*, tenant: Tenant, status: str) -> None:
     if status not in Tenant.Status.values:
         raise ValidationProblem(f"status: must be one of {Tenant.Status.values}")
     Tenant.objects.filter(pk=tenant.pk).update(status=status, updated_at=timezone.now())
+    api_key_cache_clear()  # this process at once; the others within DPP_AUTH_CACHE_SECONDS
 
 
 def api_key_issue(*, tenant: Tenant, label: str = "") -> IssuedKey:
@@ -87,7 +92,9 @@ def api_key_issue(*, tenant: Tenant, label: str = "") -> IssuedKey:
 def api_key_revoke(*, api_key: ApiKey, now: datetime | None = None) -> bool:
     """Revoke once; returns whether this call revoked it."""
     now = now or timezone.now()
-    return ApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(revoked_at=now) == 1
+    revoked = ApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(revoked_at=now) == 1
+    api_key_cache_clear()  # this process at once; the others within DPP_AUTH_CACHE_SECONDS
+    return revoked
 
 
 def api_key_touch(*, api_key: ApiKey, now: datetime | None = None) -> bool:

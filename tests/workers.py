@@ -109,6 +109,27 @@ class WorkerProcess:
             log.close()
 
 
+class RelayProcess(WorkerProcess):
+    """``manage.py run_relay`` (runs/relay.py) with the same environment as the workers: it sends
+    the runs the tests submit to the workers' queue."""
+
+    def start(self, *, timeout: float = 40.0) -> RelayProcess:
+        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen(
+            [sys.executable, "manage.py", "run_relay", "--poll-seconds", "0.2"],
+            cwd=REPO, env=self.env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"relay exited at start:\n{self.log_tail()}")
+            if b"relay started" in self.log_path.read_bytes():
+                return self
+            time.sleep(0.2)
+        self.kill()
+        raise RuntimeError(f"relay not ready within {timeout} s:\n{self.log_tail()}")
+
+
 def wait_until(predicate, *, timeout: float, interval: float = 0.25, message: str = "condition"):
     """Poll ``predicate`` until it returns a truthy value, bounded by ``timeout``."""
     deadline = time.monotonic() + timeout

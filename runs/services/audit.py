@@ -68,6 +68,7 @@ def run_resolve_audit(*, run_id, action: str, actor: str, reason: str, amount_mi
         if won != 1:
             raise AuditResolutionRefused("The run is no longer waiting for a decision (resolved by someone else?).")
         reservation_settle(tenant_id=run.tenant_id, run_id=run.pk, charge_micros=charge,
+                           release_slot=False,  # given back when the run became AUDIT_REQUIRED
                            memo=f"operator {actor}: {action}")
         run_event_record(run, kind=f"OPERATOR_{action.upper()}", actor=actor, from_status=run.status, to_status=status,
                          money_state=money_state, amount_micros=charge, reason=reason)

@@ -73,7 +73,7 @@ def run_finalize_commit(*, run: Run, finalize_token, charge_micros: int, sha256:
         if won != 1:
             return False
         reservation_settle(tenant_id=run.tenant_id, run_id=run.pk, charge_micros=charge_micros,
-                           memo=f"run {run.pk} completed")
+                           release_slot=True, memo=f"run {run.pk} completed")
         run_event_record(run, kind="COMPLETED", actor=actor, from_status=Run.Status.PROCESSING,
                          to_status=Run.Status.COMPLETED, money_state=Run.MoneyState.SETTLED,
                          amount_micros=charge_micros)
@@ -95,7 +95,8 @@ def run_fail(*, run: Run, guard: Q, reason: str, detail: str, refund: bool, acto
         )
         if won != 1:
             return False
-        reservation_settle(tenant_id=run.tenant_id, run_id=run.pk, charge_micros=charge, memo=f"run {run.pk} {reason}")
+        reservation_settle(tenant_id=run.tenant_id, run_id=run.pk, charge_micros=charge, release_slot=True,
+                           memo=f"run {run.pk} {reason}")
         run_event_record(run, kind="FAILED", actor=actor, from_status=run.status, to_status=Run.Status.FAILED,
                          money_state=money_state, amount_micros=charge, reason=f"{reason}: {detail}")
         run_webhook_event_record(run, event_type=EventType.RUN_FAILED)

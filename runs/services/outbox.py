@@ -1,13 +1,21 @@
 """The outbox: the only writer of ``Run.enqueued_at`` and ``Run.enqueue_attempts``.
 
+The run row is the outbox. A committed QUEUED run with ``enqueued_at`` NULL is pending; the
+relay (``runs.relay``, ``manage.py run_relay``) sends it, and the beat's outbox pass
+(``runs.reaper.outbox_sweep``) is the backstop.
+
 Invariants kept here:
-- the task is sent only after the run's creation committed (``submit`` registers
-  ``run_enqueue`` with ``transaction.on_commit``), never inside a transaction;
-- ``enqueued_at`` is the time of the last send this module started: set when the broker
-  accepted the first send, or claimed (compare-and-set) by an outbox pass just before a resend
-  and put back to NULL if that resend fails; ``enqueue_attempts`` counts every send tried;
-- two outbox passes never both resend one run: the resend claim is a conditional UPDATE on the
-  ``enqueued_at`` value the pass read;
+- the task is sent only after the run's creation committed, never inside a transaction: the
+  request sends nothing, it only wakes the relay after its commit (``relay_wake``);
+- ``enqueued_at`` is the time of the last send this module started: claimed (compare-and-set
+  from the value read, NULL for a first send) just before a send, by the relay
+  (``runs_relay_claim``, a batch under ``FOR UPDATE SKIP LOCKED``) or by an outbox pass
+  (``run_resend_claim``), and put back to NULL if that send fails: one claimant per send,
+  however many relays and passes run;
+- publish then mark: ``enqueue_attempts`` counts CONFIRMED sends only (the broker accepted the
+  message); it is incremented after the send, so a crash between the two leaves a claimed,
+  unconfirmed run (``enqueue_attempts`` 0) that the outbox pass sends again; the resend backoff
+  counts confirmed sends only, a broker outage does not stretch it;
 - a duplicate message is harmless: the lease claim (``lease.run_claim_lease``) decides.
 
 The task is sent by name through the Celery app, so this module does not import runs.tasks
@@ -17,11 +25,17 @@ The task is sent by name through the Celery app, so this module does not import 
 from __future__ import annotations
 
 import logging
+import uuid
+from dataclasses import dataclass
 from datetime import datetime
 
+import redis
 from django.conf import settings
+from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from dpp.celery import app as celery_app
 from dpp.context import current_request_id
@@ -30,28 +44,96 @@ from runs.models import Run
 logger = logging.getLogger(__name__)
 
 RUN_EXECUTE_TASK = "runs.tasks.run_execute_task"
+RELAY_CHANNEL = "dpp:relay:wake"
 SEND_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}
 
 
+def relay_wake() -> None:
+    """Wake the relays (a Redis publish; called after a submission's commit). Best effort, with a
+    short timeout: a lost wake-up costs the relay's poll interval, never a run."""
+    try:
+        _wake_client().publish(RELAY_CHANNEL, b"1")
+    except redis.RedisError:
+        logger.warning("relay wake-up not published; the relay's poll will find the run")
+
+
+def _wake_client() -> redis.Redis:
+    global _wake
+    if _wake is None:
+        _wake = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=0.2, socket_connect_timeout=0.2,
+                                     retry=Retry(NoBackoff(), 0))
+    return _wake
+
+
+_wake: redis.Redis | None = None
+
+
+@dataclass(frozen=True)
+class PendingRun:
+    id: uuid.UUID
+    trace_id: str
+    request_id: str
+
+
+_RELAY_CLAIM_SQL = """
+UPDATE runs_run SET enqueued_at = %s
+ WHERE id IN (SELECT id FROM runs_run
+               WHERE status = 'QUEUED' AND enqueued_at IS NULL AND deadline_at > %s
+               ORDER BY created_at
+               LIMIT %s
+               FOR UPDATE SKIP LOCKED)
+   AND status = 'QUEUED' AND enqueued_at IS NULL
+RETURNING id, trace_id, request_id
+"""
+
+
+def runs_relay_claim(*, now: datetime, limit: int) -> list[PendingRun]:
+    """Claim up to ``limit`` pending runs (QUEUED, never sent, deadline ahead: the outbox pass
+    fails the others), oldest first, for one relay: one
+    statement in its own short transaction; rows another relay is claiming are skipped."""
+    with transaction.atomic(durable=True), connection.cursor() as cursor:
+        cursor.execute(_RELAY_CLAIM_SQL, [now, now, limit])
+        return [PendingRun(*row) for row in cursor.fetchall()]
+
+
+def runs_relay_confirm(*, run_ids: list, claimed_at: datetime) -> int:
+    """Mark runs whose send the broker accepted (publish, then mark)."""
+    return Run.objects.filter(pk__in=run_ids, enqueued_at=claimed_at).update(
+        enqueue_attempts=F("enqueue_attempts") + 1
+    )
+
+
+def runs_relay_release(*, run_ids: list, claimed_at: datetime) -> int:
+    """Sends that failed: back to pending (only where this relay's claim is still there)."""
+    return Run.objects.filter(pk__in=run_ids, status=Run.Status.QUEUED, enqueued_at=claimed_at).update(
+        enqueued_at=None
+    )
+
+
+def run_send(*, run_id, trace_id: str, request_id: str, producer=None) -> None:
+    """Publish the run's task (raises when the broker does not accept it)."""
+    celery_app.send_task(
+        RUN_EXECUTE_TASK,
+        kwargs={"run_id": str(run_id)},
+        queue=settings.DPP_QUEUE_NAME,
+        headers={"dpp_trace_id": trace_id, "dpp_request_id": current_request_id() or request_id},
+        retry=True,
+        retry_policy=SEND_RETRY_POLICY,
+        producer=producer,
+    )
+
+
 def run_enqueue(*, run_id, now: datetime | None = None) -> bool:
-    """Send the run's task to the broker and record it. Failures leave ``enqueued_at`` as it was
-    (NULL for a first send) for the outbox sweeper; returns whether the broker accepted it."""
+    """Send the run's task to the broker and count the confirmed send. A failure changes
+    nothing here (the caller releases its claim); returns whether the broker accepted it."""
     run = Run.objects.filter(pk=run_id).only("id", "trace_id", "request_id", "status").first()
     if run is None or run.status != Run.Status.QUEUED:
         return False
     try:
-        celery_app.send_task(
-            RUN_EXECUTE_TASK,
-            kwargs={"run_id": str(run.pk)},
-            queue=settings.DPP_QUEUE_NAME,
-            headers={"dpp_trace_id": run.trace_id, "dpp_request_id": current_request_id() or run.request_id},
-            retry=True,
-            retry_policy=SEND_RETRY_POLICY,
-        )
+        run_send(run_id=run.pk, trace_id=run.trace_id, request_id=run.request_id)
     except Exception:  # the broker is down or refused: the outbox will resend
         logger.warning("enqueue failed; the outbox sweeper will resend", exc_info=True,
                        extra={"run_id": str(run_id)})
-        Run.objects.filter(pk=run_id).update(enqueue_attempts=F("enqueue_attempts") + 1)
         return False
     Run.objects.filter(pk=run_id).update(
         enqueued_at=now or timezone.now(), enqueue_attempts=F("enqueue_attempts") + 1

@@ -6,7 +6,8 @@ Invariants kept here:
   stage/token, and the clock the pass read once); a run another actor moved is left alone;
 - a zombie or a rolled-back claim is FAILED at the minimum fee; a run never started is FAILED
   and fully refunded; both settle in the transition's transaction (``finalize.run_fail``);
-- AUDIT_REQUIRED moves no money and is logged at ERROR with severity=CRITICAL: an operator
+- AUDIT_REQUIRED moves no money but gives back the run's concurrency slot (it cannot finish on
+  its own, and must not block the tenant's new runs until an operator decides); it is logged at ERROR with severity=CRITICAL: an operator
   decides (``audit.run_resolve_audit``).
 """
 
@@ -18,6 +19,7 @@ from datetime import datetime
 from django.db import transaction
 from django.db.models import F, Q
 
+from billing.services import wallet_slot_release
 from runs.models import Run
 from runs.services.events import run_event_record
 from runs.services.finalize import run_fail
@@ -58,6 +60,9 @@ def run_mark_audit_required(*, run: Run, why: str, now: datetime, data: dict | N
                  error_detail=why[:1000], version=F("version") + 1, updated_at=now)
         if won != 1:
             return False
+        # It can no longer finish on its own: it stops holding a concurrency slot (its money
+        # stays HELD until an operator decides).
+        wallet_slot_release(tenant_id=run.tenant_id)
         run_event_record(run, kind="AUDIT_REQUIRED", actor="reconciler", money_state=Run.MoneyState.AUDIT_REQUIRED,
                          reason=why, data=data)
     logger.error("run needs an operator decision", extra={"run_id": str(run.pk), "severity": "CRITICAL",

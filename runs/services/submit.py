@@ -2,10 +2,13 @@
 
 Invariants kept here:
 - a run is created in ONE transaction with its reservation (ledger) and its history row; the
-  task is sent by the outbox only after that commits (``transaction.on_commit``);
-- submissions of one tenant are serialised by a lock on its wallet, so the idempotency lookup,
-  the concurrent-run count and the balance check are exact; (tenant, idempotency_key) is unique
-  in the database as a backstop;
+  request does no broker I/O: the run row is the outbox, sent by the relay (``outbox``) once
+  committed; the commit only wakes the relay (a Redis publish, best effort);
+- the balance check and the concurrency limit are one conditional UPDATE of the wallet
+  (``available >= cap AND active_runs < limit``), the transaction's last statement, so the hot
+  wallet row is locked for that statement and the commit only; both stay exact under concurrency;
+- (tenant, idempotency_key) is unique in the database: two submissions with one key race on
+  that index, the loser waits for the winner's commit and replays its run;
 - a replay with the same key and the same body returns the first run and moves no money; the
   same key with another body is refused;
 - plan limits (packs, cap per run, concurrency) and the pack's quote are checked before money moves;
@@ -19,25 +22,26 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from functools import partial
 from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from billing.locks import wallet_lock
 from billing.money import MIN_RESERVATION_MICROS, micros_to_usd, minimum_fee_micros
-from billing.services import reservation_create
+from billing.services import ConcurrentRunsExceeded, reservation_create
 from dpp.context import current_request_id
 from dpp.errors import DomainError, ValidationProblem
 from dpp.metrics import run_created_observe
 from runs.models import Run
 from runs.packs import pack_get
 from runs.services.events import run_event_record
-from runs.services.outbox import run_enqueue
+from runs.services.outbox import relay_wake
 from runs.webhooks.services import webhook_url_check
 from tenants.models import Plan, Tenant
+
+__all__ = ["ConcurrentRunsExceeded", "IdempotencyKeyReused", "MaxCostExceeded", "RunCreateResult", "RunSubmission",
+           "run_create"]
 
 logger = logging.getLogger(__name__)
 
@@ -48,11 +52,6 @@ class IdempotencyKeyReused(DomainError):
 
 class MaxCostExceeded(DomainError):
     slug = "max-cost-exceeded"
-
-
-class ConcurrentRunsExceeded(DomainError):
-    slug = "concurrent-runs-exceeded"
-    policy = "concurrent_runs"  # the metrics label (dpp_rate_limited_total)
 
 
 @dataclass(frozen=True)
@@ -77,26 +76,32 @@ class RunCreateResult:
 
 
 def run_create(*, tenant: Tenant, submission: RunSubmission, now: datetime | None = None) -> RunCreateResult:
-    """Create a run and reserve its cap, or replay the run already created with this key."""
+    """Create a run and reserve its cap, or replay the run already created with this key.
+
+    ``tenant.plan`` is the plan loaded with the tenant (by authentication): its limits apply.
+    One durable transaction, in this order: INSERT the run (the idempotency key's unique index
+    decides a race between two submissions with one key) -> reserve journal and legs -> history
+    row -> the wallet's conditional UPDATE (balance and concurrency slot) LAST, then commit: the
+    tenant's hot wallet row is locked for one statement and the commit, not the whole
+    transaction. No broker I/O: the relay sends the task (the run row is the outbox); after the
+    commit it is only woken.
+    """
     now = now or timezone.now()
+    plan = tenant.plan
+    try:
+        _check_plan(plan=plan, submission=submission)
+    except DomainError:
+        # A replay answers what the first submission got, whatever the plan says today.
+        existing = Run.objects.filter(tenant=tenant, idempotency_key=submission.idempotency_key).first()
+        if existing is None:
+            raise
+        return _replay(existing, submission)
     if submission.webhook and not Run.objects.filter(
             tenant=tenant, idempotency_key=submission.idempotency_key).exists():
         # A replay keeps the run it has; a new run's receiver is checked outside the transaction.
         webhook_url_check(url=submission.webhook["url"], field="webhook.url")
     try:
         with transaction.atomic(durable=True):
-            wallet_lock(tenant_id=tenant.pk)  # serialises this tenant's submissions
-            existing = Run.objects.filter(tenant=tenant, idempotency_key=submission.idempotency_key).first()
-            if existing is not None:
-                return _replay(existing, submission)
-            plan = Tenant.objects.select_related("plan").get(pk=tenant.pk).plan
-            _check_plan(plan=plan, submission=submission)
-            active = Run.objects.filter(tenant=tenant, status__in=Run.ACTIVE_STATUSES).count()
-            if active >= plan.max_concurrent_runs:
-                raise ConcurrentRunsExceeded(
-                    f"{active} runs are in flight; the plan allows {plan.max_concurrent_runs}.",
-                    headers={"Retry-After": "5"},
-                )
             run = Run.objects.create(
                 tenant=tenant,
                 pack_type=submission.pack_type,
@@ -113,12 +118,15 @@ def run_create(*, tenant: Tenant, submission: RunSubmission, now: datetime | Non
                 retention_until=now + timedelta(days=plan.retention_days),
                 deadline_at=now + timedelta(seconds=settings.DPP_RUN_QUEUE_DEADLINE_SECONDS),
             )
-            reservation_create(tenant_id=tenant.pk, run_id=run.pk, amount_micros=submission.max_cost_micros)
             run_event_record(run, kind="CREATED", actor="api", to_status=Run.Status.QUEUED,
                              money_state=Run.MoneyState.RESERVED, amount_micros=submission.max_cost_micros)
-            transaction.on_commit(partial(run_enqueue, run_id=run.pk))
+            # Last statement before the commit (see billing.services.reservation_create).
+            reservation_create(tenant_id=tenant.pk, run_id=run.pk, amount_micros=submission.max_cost_micros,
+                               max_active_runs=plan.max_concurrent_runs)
+            transaction.on_commit(relay_wake)
     except IntegrityError:
-        # Unreachable while the wallet lock serialises submissions; kept as the database's word.
+        # Another submission with this key committed first (the unique index made this INSERT
+        # wait for it): answer with its run.
         existing = Run.objects.filter(tenant=tenant, idempotency_key=submission.idempotency_key).first()
         if existing is None:
             raise

@@ -50,5 +50,5 @@ class TestLedgerTriggers:
     def test_balanced_journals_commit(self):
         tenant = TenantFactory(balance_micros=1_000_000)
         with transaction.atomic():
-            reservation_create(tenant_id=tenant.pk, run_id=uuid.uuid4(), amount_micros=10_000)
+            reservation_create(tenant_id=tenant.pk, run_id=uuid.uuid4(), amount_micros=10_000, max_active_runs=10)
         assert Journal.objects.filter(kind="RESERVE").count() == 1

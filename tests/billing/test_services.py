@@ -37,11 +37,11 @@ class TestLedgerStory:
         assert balances(tenant) == (1_000_000, 0)
 
         with transaction.atomic():
-            reservation_create(tenant_id=tenant.pk, run_id=run_id, amount_micros=500_000)  # cap $0.5000
+            reservation_create(tenant_id=tenant.pk, run_id=run_id, amount_micros=500_000, max_active_runs=10)  # cap $0.5000
         assert balances(tenant) == (500_000, 500_000)
 
         with transaction.atomic():
-            reservation_settle(tenant_id=tenant.pk, run_id=run_id, charge_micros=10_600)  # charged $0.0106
+            reservation_settle(tenant_id=tenant.pk, run_id=run_id, charge_micros=10_600, release_slot=True)  # charged $0.0106
         assert balances(tenant) == (989_400, 0)  # 1_000_000 - 10_600
         assert account_sum("REVENUE") - 0 >= 10_600
         legs = JournalLeg.objects.filter(journal__run_id=run_id, journal__phase="FINALIZE").order_by("amount_micros")
@@ -53,25 +53,25 @@ class TestLedgerStory:
         tenant = TenantFactory(balance_micros=1_000_000)
         run_id = uuid.uuid4()
         with transaction.atomic():
-            reservation_create(tenant_id=tenant.pk, run_id=run_id, amount_micros=500_000)
+            reservation_create(tenant_id=tenant.pk, run_id=run_id, amount_micros=500_000, max_active_runs=10)
         with transaction.atomic():
-            reservation_settle(tenant_id=tenant.pk, run_id=run_id, charge_micros=10_000)  # min fee of $0.50
+            reservation_settle(tenant_id=tenant.pk, run_id=run_id, charge_micros=10_000, release_slot=True)  # min fee of $0.50
         assert balances(tenant) == (990_000, 0)
 
     def test_release_returns_everything(self):
         tenant = TenantFactory(balance_micros=1_000_000)
         run_id = uuid.uuid4()
         with transaction.atomic():
-            reservation_create(tenant_id=tenant.pk, run_id=run_id, amount_micros=300_000)
+            reservation_create(tenant_id=tenant.pk, run_id=run_id, amount_micros=300_000, max_active_runs=10)
         with transaction.atomic():
-            journal = reservation_settle(tenant_id=tenant.pk, run_id=run_id, charge_micros=0)
+            journal = reservation_settle(tenant_id=tenant.pk, run_id=run_id, charge_micros=0, release_slot=True)
         assert journal.kind == Journal.Kind.RELEASE
         assert balances(tenant) == (1_000_000, 0)
 
     def test_reserving_more_than_available_is_refused_and_moves_nothing(self):
         tenant = TenantFactory(balance_micros=100_000)
         with pytest.raises(InsufficientBalance), transaction.atomic():
-            reservation_create(tenant_id=tenant.pk, run_id=uuid.uuid4(), amount_micros=100_001)
+            reservation_create(tenant_id=tenant.pk, run_id=uuid.uuid4(), amount_micros=100_001, max_active_runs=10)
         assert balances(tenant) == (100_000, 0)
         assert not Journal.objects.filter(tenant=tenant, kind="RESERVE").exists()
 
@@ -81,34 +81,34 @@ class TestOncePerRun:
         tenant = TenantFactory(balance_micros=1_000_000)
         run_id = uuid.uuid4()
         with transaction.atomic():
-            reservation_create(tenant_id=tenant.pk, run_id=run_id, amount_micros=100_000)
+            reservation_create(tenant_id=tenant.pk, run_id=run_id, amount_micros=100_000, max_active_runs=10)
         with transaction.atomic():
-            reservation_settle(tenant_id=tenant.pk, run_id=run_id, charge_micros=5_000)
+            reservation_settle(tenant_id=tenant.pk, run_id=run_id, charge_micros=5_000, release_slot=True)
         with pytest.raises(IntegrityError), transaction.atomic():
-            reservation_settle(tenant_id=tenant.pk, run_id=run_id, charge_micros=0)
+            reservation_settle(tenant_id=tenant.pk, run_id=run_id, charge_micros=0, release_slot=True)
         assert balances(tenant) == (995_000, 0)
 
     def test_a_second_reservation_of_a_run_fails_in_the_database(self):
         tenant = TenantFactory(balance_micros=1_000_000)
         run_id = uuid.uuid4()
         with transaction.atomic():
-            reservation_create(tenant_id=tenant.pk, run_id=run_id, amount_micros=100_000)
+            reservation_create(tenant_id=tenant.pk, run_id=run_id, amount_micros=100_000, max_active_runs=10)
         with pytest.raises(IntegrityError), transaction.atomic():
-            reservation_create(tenant_id=tenant.pk, run_id=run_id, amount_micros=100_000)
+            reservation_create(tenant_id=tenant.pk, run_id=run_id, amount_micros=100_000, max_active_runs=10)
         assert balances(tenant) == (900_000, 100_000)
 
     def test_settling_a_run_without_reservation_is_refused(self):
         tenant = TenantFactory(balance_micros=1_000_000)
         with pytest.raises(ReservationMissing), transaction.atomic():
-            reservation_settle(tenant_id=tenant.pk, run_id=uuid.uuid4(), charge_micros=1)
+            reservation_settle(tenant_id=tenant.pk, run_id=uuid.uuid4(), charge_micros=1, release_slot=True)
 
     def test_a_charge_above_the_reservation_is_refused(self):
         tenant = TenantFactory(balance_micros=1_000_000)
         run_id = uuid.uuid4()
         with transaction.atomic():
-            reservation_create(tenant_id=tenant.pk, run_id=run_id, amount_micros=100_000)
+            reservation_create(tenant_id=tenant.pk, run_id=run_id, amount_micros=100_000, max_active_runs=10)
         with pytest.raises(Exception, match="outside"), transaction.atomic():
-            reservation_settle(tenant_id=tenant.pk, run_id=run_id, charge_micros=100_001)
+            reservation_settle(tenant_id=tenant.pk, run_id=run_id, charge_micros=100_001, release_slot=True)
         assert balances(tenant) == (900_000, 100_000)
 
 

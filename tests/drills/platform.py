@@ -117,6 +117,7 @@ class Platform:
         self.api = self.spawn("api", [str(BIN / "gunicorn"), "dpp.wsgi:application", "-b",
                                       f"127.0.0.1:{self.api_port}", "--workers", "1", "--threads", "4",
                                       "--timeout", "30"])
+        self.relay = self.spawn("relay", [sys.executable, "manage.py", "run_relay"])
         self.workers = [self.start_worker() for _ in range(workers)]
         self.beats = [self.start_beat() for _ in range(beats)]
         wait_until(lambda: self.http("GET", "/health")[0] == 200, timeout=30, message="the API")

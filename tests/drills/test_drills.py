@@ -172,7 +172,7 @@ class TestDependencyOutages:
         platform = platforms()
         platform.stop_moto()
         ids = [submit(platform, key, run_body("0.0500")) for _ in range(3)]
-        assert Run.objects.filter(pk__in=ids, enqueued_at__isnull=True).count() == 3
+        assert Run.objects.filter(pk__in=ids, enqueue_attempts=0).count() == 3  # no send confirmed
         assert wallet(tenant) == (INITIAL - 3 * 50_000, 3 * 50_000)  # accepted and reserved
 
         platform.start_moto()
@@ -264,7 +264,7 @@ class TestDuplicates:
 
     def test_10_two_beats_running_every_job_handle_each_run_once(self, platforms, account, monkeypatch):
         tenant, _ = account
-        monkeypatch.setattr("runs.services.submit.run_enqueue", lambda **kwargs: True)
+        monkeypatch.setattr("runs.services.submit.relay_wake", lambda: None)
         long_ago = timezone.now() - timedelta(hours=1)
         zombies, never_started = [], []
         for index in range(6):

@@ -97,8 +97,8 @@ class LedgerMachine(RuleBasedStateMachine):
             trace_id="state-machine")
         try:
             run_create(tenant=self.tenant, submission=submission, now=self.now)
-        except Exception as error:  # refused (balance): nothing may have moved
-            assert type(error).__name__ in {"InsufficientBalance", "ValidationProblem"}, error
+        except Exception as error:  # refused (balance, concurrency): nothing may have moved
+            assert type(error).__name__ in {"InsufficientBalance", "ValidationProblem", "ConcurrentRunsExceeded"}, error
 
     @rule(amount=st.integers(min_value=1, max_value=200_000))
     def top_up(self, amount):
@@ -208,11 +208,17 @@ class LedgerMachine(RuleBasedStateMachine):
         wallet = Wallet.objects.get(tenant=self.tenant)
         assert wallet.available_micros >= 0 and wallet.held_micros >= 0
 
+    @invariant()
+    def the_wallet_counts_exactly_the_runs_holding_a_slot_within_the_plan(self):
+        wallet = Wallet.objects.get(tenant=self.tenant)
+        assert wallet.active_runs == Run.objects.filter(tenant=self.tenant, money_state="RESERVED").count()
+        assert 0 <= wallet.active_runs <= self.tenant.plan.max_concurrent_runs
+
 
 @pytest.mark.django_db
 @pytest.mark.slow
 def test_no_sequence_of_operations_leaks_a_micro(monkeypatch):
-    monkeypatch.setattr("runs.services.submit.run_enqueue", lambda **kwargs: True)
+    monkeypatch.setattr("runs.services.submit.relay_wake", lambda: None)
     monkeypatch.setattr("runs.services.outbox.run_enqueue", lambda **kwargs: True)
     LedgerMachine.TestCase.settings = hsettings(
         max_examples=EXAMPLES, stateful_step_count=50, deadline=None, derandomize=True, database=None,

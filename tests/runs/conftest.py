@@ -5,8 +5,8 @@ import pytest
 
 @pytest.fixture
 def no_broker(monkeypatch):
-    """Runs created by services are not sent to the queue (the send is tested on its own)."""
-    monkeypatch.setattr("runs.services.submit.run_enqueue", lambda **kwargs: True)
+    """Submissions do not wake the relay (no relay runs here; the relay is tested on its own)."""
+    monkeypatch.setattr("runs.services.submit.relay_wake", lambda: None)
 
 
 @pytest.fixture

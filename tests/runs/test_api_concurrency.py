@@ -39,8 +39,8 @@ def parallel_posts(key_plaintext: str, count: int, *, keys: list[str], body: dic
 
 @pytest.fixture(autouse=True)
 def _no_broker(monkeypatch):
-    """These tests are about the reservation; the on-commit send is tested elsewhere."""
-    monkeypatch.setattr("runs.services.submit.run_enqueue", lambda **kwargs: False)
+    """These tests are about the reservation; the relay is tested elsewhere."""
+    monkeypatch.setattr("runs.services.submit.relay_wake", lambda: None)
 
 
 class TestParallelSubmissions:
@@ -78,7 +78,8 @@ class TestParallelSubmissions:
 
         assert sorted(statuses) == [202] * 10 + [429] * 10
         assert Run.objects.filter(tenant=tenant, status="QUEUED").count() == 10
-        assert Wallet.objects.get(tenant=tenant).held_micros == 10 * 50_000
+        wallet = Wallet.objects.get(tenant=tenant)
+        assert wallet.held_micros == 10 * 50_000 and wallet.active_runs == 10
 
     def test_twenty_posts_against_a_rate_of_ten_per_minute_make_exactly_ten(self):
         plan = Plan.objects.create(code="ten-per-minute", name="Rate", allowed_pack_types=[],

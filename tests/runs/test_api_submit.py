@@ -296,3 +296,28 @@ class TestRedisDown:
         assert response.json()["type"] == "/problems/service-unavailable"
         assert ledger_snapshot(tenant) == before
         assert not Run.objects.exists()
+
+
+class TestTheHotWalletRow:
+    def test_the_wallet_update_is_the_last_statement_before_the_commit(self, auth_client, tenant):
+        from django.db import connection
+        from django.test.utils import CaptureQueriesContext
+
+        post_run(auth_client)  # warm the caches (key lookup, ledger account ids)
+        with CaptureQueriesContext(connection) as queries:
+            response = post_run(auth_client)
+
+        assert response.status_code == 202
+        statements = [q["sql"] for q in queries.captured_queries]
+        wallet_updates = [i for i, sql in enumerate(statements) if sql.startswith('UPDATE "billing_wallet"')]
+        assert len(wallet_updates) == 1
+        # (The test's transaction turns the commit into a savepoint release.)
+        writes_after = [sql for sql in statements[wallet_updates[0] + 1:] if sql.startswith(("INSERT", "UPDATE", "DELETE"))]
+        assert writes_after == [], writes_after
+        assert "active_runs" in statements[wallet_updates[0]]
+        assert not [sql for sql in statements if "FOR UPDATE" in sql]  # no lock taken earlier
+
+    def test_a_refused_submission_holds_no_slot_and_moves_nothing(self):
+        tenant = TenantFactory(balance_micros=40_000)
+        post_run(client_for(tenant), run_body("0.0500"))
+        assert Wallet.objects.get(tenant=tenant).active_runs == 0

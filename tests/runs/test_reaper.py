@@ -15,6 +15,7 @@ from billing.models import Journal, Wallet
 from runs import storage
 from runs.models import Run, RunEvent
 from runs.reaper import claims_reconcile, outbox_sweep, results_expire, zombies_reap
+from runs.serializers import AWAITING_REVIEW, RunOutput
 from runs.services import (
     RunSubmission,
     run_claim_lease,
@@ -140,6 +141,8 @@ class TestReconciliation:
         assert counts == {"audit_required": 1}
         assert run.money_state == "AUDIT_REQUIRED" and why in run.error_detail
         assert wallet(tenant) == (INITIAL - 500_000, 500_000)
+        assert Wallet.objects.get(tenant=tenant).active_runs == 0  # it no longer holds a concurrency slot
+        assert RunOutput(run).data["error"] == {"reason_code": "AUDIT_REQUIRED", "detail": AWAITING_REVIEW}
         assert not Journal.objects.filter(run_id=run.pk, phase="FINALIZE").exists()
         critical = [r for r in caplog.records if getattr(r, "severity", None) == "CRITICAL"]
         assert critical and critical[0].levelname == "ERROR"

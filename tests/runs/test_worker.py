@@ -20,7 +20,7 @@ from runs.reaper import zombies_reap
 from tenants.services import api_key_issue
 from tests.factories import TenantFactory
 from tests.runs.helpers import new_key, post_run, run_body
-from tests.workers import TEST_PACKS, WorkerProcess, wait_until
+from tests.workers import TEST_PACKS, RelayProcess, WorkerProcess, wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow, pytest.mark.emulator]
 
@@ -53,6 +53,8 @@ def workers(queue_name):
     started: list[WorkerProcess] = []
 
     def start(**env) -> WorkerProcess:
+        if not started:  # one relay sends the submitted runs to the queue
+            started.append(RelayProcess(queue_name=queue_name, name=f"relay-{uuid.uuid4().hex[:6]}").start())
         worker = WorkerProcess(queue_name=queue_name, env={k: str(v) for k, v in env.items()}).start()
         started.append(worker)
         return worker

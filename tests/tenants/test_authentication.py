@@ -4,6 +4,7 @@ Every refusal is the same 401 problem with a Bearer challenge, whatever the reas
 mistyped key is refused before any database query.
 """
 
+import time
 from datetime import timedelta
 
 import pytest
@@ -148,3 +149,37 @@ class TestLastUsedAt:
 
         assert self.key_updates(queries.captured_queries) == 1
         assert ApiKey.objects.get().last_used_at > long_ago + timedelta(seconds=60)
+
+
+class TestTheKeyLookupCache:
+    def test_a_cached_key_costs_no_database_query(self, client, api_key):
+        assert whoami(client, f"Bearer {api_key}").status_code == 200
+
+        with CaptureQueriesContext(connection) as queries:
+            response = whoami(client, f"Bearer {api_key}")
+
+        assert response.status_code == 200
+        assert not [q for q in queries.captured_queries if "tenants_apikey" in q["sql"] and "SELECT" in q["sql"]]
+
+    def test_a_revocation_made_elsewhere_takes_effect_within_the_cache_lifetime(self, client, api_key, settings):
+        settings.DPP_AUTH_CACHE_SECONDS = 0.5
+        assert whoami(client, f"Bearer {api_key}").status_code == 200
+        # Revoked by another process: this process's cache is not told.
+        ApiKey.objects.update(revoked_at=timezone.now())
+
+        assert whoami(client, f"Bearer {api_key}").status_code == 200  # still cached
+        time.sleep(0.6)
+        assert whoami(client, f"Bearer {api_key}").status_code == 401
+
+    def test_a_suspension_made_elsewhere_takes_effect_within_the_cache_lifetime(self, client, api_key, tenant,
+                                                                                settings):
+        settings.DPP_AUTH_CACHE_SECONDS = 0.5
+        assert whoami(client, f"Bearer {api_key}").status_code == 200
+        Tenant.objects.filter(pk=tenant.pk).update(status=Tenant.Status.SUSPENDED)
+        time.sleep(0.6)
+        assert whoami(client, f"Bearer {api_key}").status_code == 401
+
+    def test_a_revocation_in_this_process_takes_effect_at_once(self, client, api_key):
+        assert whoami(client, f"Bearer {api_key}").status_code == 200
+        api_key_revoke(api_key=ApiKey.objects.get())
+        assert whoami(client, f"Bearer {api_key}").status_code == 401
