@@ -24,7 +24,9 @@ from runs import reaper
 from runs.models import Run, RunEvent
 from runs.services import (
     AuditResolutionRefused,
+    RunNotCancelable,
     RunSubmission,
+    run_cancel,
     run_claim_lease,
     run_create,
     run_extend_lease,
@@ -42,7 +44,7 @@ START = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 class LedgerMachine(RuleBasedStateMachine):
-    """Submit, claim, heartbeat, crash, reap, reconcile, settle, fail, top up, resolve audits."""
+    """Submit, claim, heartbeat, crash, reap, reconcile, settle, fail, cancel, top up, resolve audits."""
 
     SEEN: set[tuple[str, str]] = set()  # (event kind, actor) reached over all examples
 
@@ -67,6 +69,10 @@ class LedgerMachine(RuleBasedStateMachine):
         if hasattr(self, "tenant"):
             LedgerMachine.SEEN |= set(RunEvent.objects.filter(run__tenant=self.tenant)
                                       .values_list("kind", "actor").order_by().distinct())
+            # Cancels, by the row of the cancel table they took (and the refusals, counted below).
+            LedgerMachine.SEEN |= {(f"CANCELED from {from_status}", actor) for from_status, actor in
+                                   RunEvent.objects.filter(run__tenant=self.tenant, kind="CANCELED")
+                                   .values_list("from_status", "actor").distinct()}
         transaction.savepoint_rollback(self.savepoint)
 
     # --- helpers -------------------------------------------------------------------------------
@@ -175,6 +181,21 @@ class LedgerMachine(RuleBasedStateMachine):
         else:
             reaper.outbox_sweep(now=self.now)
 
+    @precondition(lambda self: self.has())
+    @rule(data=st.data())
+    def a_client_cancels(self, data):
+        """Any run, in any state: the cancel table decides (refused while finalizing or finished)."""
+        run = self.pick(data)
+        before = (run.status, run.finalize_stage, run.money_state)
+        try:
+            result = run_cancel(tenant=self.tenant, run_id=run.pk, reason="state machine", now=self.now)
+        except RunNotCancelable:
+            assert before[0] in ("COMPLETED", "FAILED") or before[1] != "NONE" or before[2] != "RESERVED", before
+            LedgerMachine.SEEN.add(("CANCEL_REFUSED", before[0]))
+            return
+        assert result.run.status == "CANCELED"
+        assert result.run.actual_cost_micros == (0 if result.run.money_state == "REFUNDED" else run.minimum_fee_micros)
+
     @precondition(lambda self: self.has(money_state="AUDIT_REQUIRED"))
     @rule(data=st.data(), action=st.sampled_from(["settle_receipt", "settle_amount", "release"]),
           amount=st.integers(min_value=0, max_value=200_000))
@@ -224,5 +245,7 @@ def test_no_sequence_of_operations_leaks_a_micro(monkeypatch):
     seen = LedgerMachine.SEEN
     for path in [("COMPLETED", "worker"), ("COMPLETED", "reconciler"), ("FAILED", "reaper"),
                  ("FAILED", "reconciler"), ("FAILED", "worker"), ("FAILED", "outbox"),
-                 ("AUDIT_REQUIRED", "reconciler"), ("OPERATOR_RELEASE", "admin:machine")]:
+                 ("AUDIT_REQUIRED", "reconciler"), ("OPERATOR_RELEASE", "admin:machine"),
+                 ("CANCELED from QUEUED", "api"), ("CANCELED from PROCESSING", "api"),
+                 ("CANCEL_REFUSED", "PROCESSING"), ("CANCEL_REFUSED", "COMPLETED"), ("CANCEL_REFUSED", "FAILED")]:
         assert path in seen, f"the state machine never reached {path}: {sorted(seen)}"
