@@ -12,6 +12,10 @@ RUN apt-get update \
  && apt-get purge -y --auto-remove gcc libcurl4-openssl-dev libssl-dev \
  && rm -rf /var/lib/apt/lists/*
 COPY . .
+# Admin static files, served by the app itself (whitenoise). collectstatic reads the settings, so
+# it runs with throwaway build-time values; the real ones come from the environment at run time.
+RUN DPP_ENV=development DJANGO_SECRET_KEY=collectstatic-only DPP_KEY_PEPPER=collectstatic-only \
+    python manage.py collectstatic --noinput -v 0
 # The code stays owned by root and read-only to the process user.
 RUN useradd --system --no-create-home --uid 1001 dpp
 USER dpp

@@ -20,6 +20,7 @@ LOCAL_EMULATOR_URL = "http://127.0.0.1:5000"
 # boto3 client timeouts: every external call has one.
 CONNECT_TIMEOUT_SECONDS = 2
 READ_TIMEOUT_SECONDS = 10
+TOTAL_MAX_ATTEMPTS = 2  # the first call and one retry
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,15 @@ def configure_aws_environment(*, local: bool) -> AwsConfig:
     return AwsConfig(region=region, sqs_endpoint=sqs, s3_endpoint=s3, uses_loopback_credentials=loopback)
 
 
+def client_config_options(*, read_timeout: int = READ_TIMEOUT_SECONDS) -> dict:
+    """botocore Config arguments shared by our clients and kombu's (transport option client-config)."""
+    return {
+        "connect_timeout": CONNECT_TIMEOUT_SECONDS,
+        "read_timeout": read_timeout,
+        "retries": {"total_max_attempts": TOTAL_MAX_ATTEMPTS, "mode": "standard"},
+    }
+
+
 @lru_cache(maxsize=8)
 def _client(service: str, endpoint: str | None, region: str, read_timeout: int):
     # boto3 loads on the first client, not with this module: settings.py imports this module,
@@ -57,9 +67,7 @@ def _client(service: str, endpoint: str | None, region: str, read_timeout: int):
     from botocore.config import Config
 
     config = Config(
-        connect_timeout=CONNECT_TIMEOUT_SECONDS,
-        read_timeout=read_timeout,
-        retries={"max_attempts": 2, "mode": "standard"},
+        **client_config_options(read_timeout=read_timeout),
         signature_version="s3v4" if service == "s3" else None,
         s3={"addressing_style": "path"} if service == "s3" else None,
     )
@@ -68,6 +76,15 @@ def _client(service: str, endpoint: str | None, region: str, read_timeout: int):
 
 def s3_client(*, read_timeout: int = READ_TIMEOUT_SECONDS):
     return _client("s3", settings.AWS.s3_endpoint, settings.AWS.region, read_timeout)
+
+
+def s3_presign_client():
+    """The S3 client presigned URLs are signed with: DPP_S3_PUBLIC_ENDPOINT_URL when clients reach
+    S3 by another name than the workers (signing is local: this client makes no network call)."""
+    from django.conf import settings
+
+    endpoint = settings.DPP_S3_PUBLIC_ENDPOINT_URL or settings.AWS.s3_endpoint
+    return _client("s3", endpoint, settings.AWS.region, READ_TIMEOUT_SECONDS)
 
 
 def sqs_client(*, read_timeout: int = READ_TIMEOUT_SECONDS):

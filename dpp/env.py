@@ -91,3 +91,10 @@ def is_loopback_url(url: str | None) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def is_local_database_url(url: str) -> bool:
+    """A database on this machine: a loopback address, or a Unix socket (no host, or a path)."""
+    parsed = urlparse(url)
+    host = unquote(parsed.hostname or "")
+    return host == "" or host.startswith("/") or is_loopback_url(url)

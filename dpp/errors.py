@@ -56,6 +56,8 @@ PROBLEM_TYPES: dict[str, ProblemType] = {
     "validation-error": ProblemType(422, "Invalid input", "The body is well-formed JSON but a field is invalid; see errors.", generic=True),
     "rate-limit-exceeded": ProblemType(429, "Rate limit exceeded", "The plan's request rate is used up; retry after Retry-After seconds.", generic=True),
     "concurrent-runs-exceeded": ProblemType(429, "Too many concurrent runs", "The plan's limit of concurrent runs is reached; retry when a run finishes."),
+    "webhook-endpoint-limit-exceeded": ProblemType(409, "Webhook endpoint limit reached", "The plan's number of webhook endpoints is reached; delete one first."),
+    "webhook-endpoint-disabled": ProblemType(409, "Webhook endpoint disabled", "The webhook endpoint is disabled (by its owner, an operator, or a 410 from the receiver); enable it first."),
     "internal-error": ProblemType(500, "Internal server error", "An unexpected error; it has been logged with the request id.", generic=True),
     "service-unavailable": ProblemType(503, "A dependency is unavailable", "A dependency (database, Redis, queue or storage) is down; retry later.", generic=True),
 }

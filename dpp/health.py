@@ -1,4 +1,7 @@
-"""Liveness (/health, always 200) and readiness (/readyz: every dependency, each bounded)."""
+"""Liveness (/health, always 200) and readiness (/readyz: every dependency, each bounded).
+
+S3 is ready when the bucket answers and a missing object is a 404: a 403 there means the role
+lacks s3:ListBucket, and /readyz says so (``down: S3ReadPermissionMissing``)."""
 
 from __future__ import annotations
 
@@ -36,13 +39,38 @@ def _check_redis() -> None:
         client.close()
 
 
+# A key no result ever has: HEAD on it must be a 404.
+ABSENT_PROBE_KEY = "dpp-readyz/absent-probe"
+
+
+class S3ReadPermissionMissing(Exception):
+    """HEAD on a missing object answered 403: the role lacks s3:ListBucket (or s3:GetObject), so a
+    missing result would look like a permission error instead of a 404 (see the README's policy)."""
+
+
 def _check_sqs() -> None:
+    client = sqs_client(read_timeout=2)
+    if settings.DPP_QUEUE_URL:  # predefined queue: the URL is known, check that it answers
+        client.get_queue_attributes(QueueUrl=settings.DPP_QUEUE_URL, AttributeNames=["QueueArn"])
+        return
     prefix = settings.CELERY_BROKER_TRANSPORT_OPTIONS.get("queue_name_prefix", "")
-    sqs_client(read_timeout=2).get_queue_url(QueueName=f"{prefix}{settings.DPP_QUEUE_NAME}")
+    client.get_queue_url(QueueName=f"{prefix}{settings.DPP_QUEUE_NAME}")
 
 
 def _check_s3() -> None:
-    s3_client(read_timeout=2).head_bucket(Bucket=settings.DPP_RESULT_BUCKET)
+    from botocore.exceptions import ClientError
+
+    client = s3_client(read_timeout=2)
+    client.head_bucket(Bucket=settings.DPP_RESULT_BUCKET)
+    try:
+        client.head_object(Bucket=settings.DPP_RESULT_BUCKET, Key=ABSENT_PROBE_KEY)
+    except ClientError as error:
+        code = str(error.response.get("Error", {}).get("Code"))
+        if code in {"404", "NoSuchKey", "NotFound"}:
+            return
+        if code in {"403", "AccessDenied", "Forbidden"}:
+            raise S3ReadPermissionMissing(str(error)) from None
+        raise
 
 
 CHECKS = {"postgres": _check_postgres, "redis": _check_redis, "sqs": _check_sqs, "s3": _check_s3}

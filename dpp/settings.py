@@ -1,8 +1,11 @@
 """Django settings for DPP, read from the environment.
 
 Every value has a working local default, except secrets outside development and tests
-(DPP_ENV=production refuses to start without DJANGO_SECRET_KEY and DPP_KEY_PEPPER).
-Bad values fail loudly at start (see dpp/env.py).
+(DPP_ENV=production refuses to start without DJANGO_SECRET_KEY, DPP_KEY_PEPPER,
+DPP_WEBHOOK_ENCRYPTION_KEY and ALLOWED_HOSTS,
+and with the repository's development secrets). DPP_ENV unset is development only on a local
+database: with a DATABASE_URL on another host the process refuses to start. Bad values fail
+loudly at start (see dpp/env.py).
 """
 
 from __future__ import annotations
@@ -12,30 +15,55 @@ from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
 
-from dpp.aws import configure_aws_environment
-from dpp.env import env_bool, env_int, env_list, env_str, parse_database_url
+from dpp.aws import client_config_options, configure_aws_environment
+from dpp.env import env_bool, env_int, env_list, env_str, is_local_database_url, parse_database_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
-DPP_ENV = env_str("DPP_ENV", "development")
+DATABASE_URL = env_str("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/dpp")
+DPP_ENV = env_str("DPP_ENV")
+if DPP_ENV is None:
+    # Unset means a developer's machine. A database elsewhere means a deployment that forgot
+    # DPP_ENV: it would run with the repository's development secrets, so it does not start.
+    if not is_local_database_url(DATABASE_URL):
+        raise ImproperlyConfigured(
+            "DPP_ENV is not set and DATABASE_URL points at another host: set DPP_ENV=production (with "
+            "DJANGO_SECRET_KEY, DPP_KEY_PEPPER and ALLOWED_HOSTS), or DPP_ENV=development explicitly")
+    DPP_ENV = "development"
 if DPP_ENV not in {"development", "test", "production"}:
     raise ImproperlyConfigured(f"DPP_ENV must be development, test or production, got {DPP_ENV!r}")
 _LOCAL = DPP_ENV in {"development", "test"}
+PRODUCTION = DPP_ENV == "production"
+
+_DEVELOPMENT_SECRETS = {
+    "DJANGO_SECRET_KEY": "dpp-local-development-secret-key-not-for-production",
+    "DPP_KEY_PEPPER": "dpp-local-development-pepper",
+    "DPP_WEBHOOK_ENCRYPTION_KEY": "dpp-local-development-webhook-key",
+}
 
 
-def _secret(name: str, local_default: str) -> str:
+def _secret(name: str) -> str:
     value = env_str(name)
-    if value:
-        return value
     if _LOCAL:
-        return local_default
-    raise ImproperlyConfigured(f"{name} must be set when DPP_ENV={DPP_ENV}")
+        return value or _DEVELOPMENT_SECRETS[name]
+    if not value:
+        raise ImproperlyConfigured(f"{name} must be set when DPP_ENV={DPP_ENV}")
+    if value == _DEVELOPMENT_SECRETS[name]:
+        raise ImproperlyConfigured(f"{name} is the repository's development value: set a secret of your own")
+    return value
 
 
-SECRET_KEY = _secret("DJANGO_SECRET_KEY", "dpp-local-development-secret-key-not-for-production")
-DPP_KEY_PEPPER = _secret("DPP_KEY_PEPPER", "dpp-local-development-pepper")
+SECRET_KEY = _secret("DJANGO_SECRET_KEY")
+DPP_KEY_PEPPER = _secret("DPP_KEY_PEPPER")
+# Encrypts webhook signing secrets at rest. Comma-separated: the first key encrypts, every key
+# decrypts (rotate by prepending a new key, re-encrypting, then dropping the old one).
+DPP_WEBHOOK_ENCRYPTION_KEY = _secret("DPP_WEBHOOK_ENCRYPTION_KEY")
 DEBUG = env_bool("DJANGO_DEBUG", False)
-ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "testserver", "[::1]"])
+if DEBUG and PRODUCTION:
+    raise ImproperlyConfigured("DJANGO_DEBUG must be false when DPP_ENV=production")
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", [] if PRODUCTION else ["127.0.0.1", "localhost", "testserver", "[::1]"])
+if PRODUCTION and not ALLOWED_HOSTS:
+    raise ImproperlyConfigured("ALLOWED_HOSTS must be set when DPP_ENV=production (the API's host names)")
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -51,6 +79,7 @@ INSTALLED_APPS = [
     "tenants",
     "billing",
     "runs",
+    "runs.webhooks",
 ]
 
 MIDDLEWARE = [
@@ -58,6 +87,7 @@ MIDDLEWARE = [
     "dpp.middleware.BodySizeLimitMiddleware",
     "corsheaders.middleware.CorsMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -85,7 +115,6 @@ TEMPLATES = [
     },
 ]
 
-DATABASE_URL = env_str("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/dpp")
 DATABASES = {"default": parse_database_url(DATABASE_URL)}
 DATABASES["default"]["CONN_MAX_AGE"] = env_int("DB_CONN_MAX_AGE", 60, minimum=0)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
@@ -98,8 +127,38 @@ LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = False
 USE_TZ = True
+# Admin static files are served by the app itself (whitenoise), DEBUG or not, behind any server:
+# production runs `collectstatic` into STATIC_ROOT (the Dockerfile and `make run` do); locally
+# whitenoise also finds them in the apps directly, so runserver and the tests need no collectstatic.
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT = Path(env_str("DPP_STATIC_ROOT", str(BASE_DIR / "staticfiles")))
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+WHITENOISE_USE_FINDERS = _LOCAL
+
+# --- Behind a TLS proxy, and production's cookies ----------------------------------------------
+# DPP_TRUST_X_FORWARDED_PROTO: only when a proxy you run sets X-Forwarded-Proto (and strips a
+# client's own), so Django knows the request came over HTTPS (secure cookies, CSRF's origin check).
+if env_bool("DPP_TRUST_X_FORWARDED_PROTO", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# The https:// origins the admin is reached at (its login and forms post there), e.g.
+# https://dpp.example.com. Needed behind a proxy whose Host differs from the browser's origin.
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+SESSION_COOKIE_SECURE = env_bool("DPP_SECURE_COOKIES", PRODUCTION)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+SESSION_COOKIE_HTTPONLY = True
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+if PRODUCTION:
+    SECURE_SSL_REDIRECT = env_bool("DPP_SSL_REDIRECT", True)
+    # Load balancers probe over plain HTTP: no redirect for the health endpoints.
+    SECURE_REDIRECT_EXEMPT = [r"^health$", r"^readyz$"]
+    SECURE_HSTS_SECONDS = env_int("DPP_HSTS_SECONDS", 31_536_000, minimum=0)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DPP_HSTS_INCLUDE_SUBDOMAINS", True)
+    SECURE_HSTS_PRELOAD = env_bool("DPP_HSTS_PRELOAD", True)
 
 # --- API -----------------------------------------------------------------------------------
 DPP_MAX_BODY_BYTES = env_int("DPP_MAX_BODY_BYTES", 256 * 1024, minimum=1024)
@@ -120,6 +179,12 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    # 3.1: the events DPP sends are documented as OpenAPI webhooks.
+    "OAS_VERSION": "3.1.0",
+    # One name for the event types a subscriber may name (endpoints' event_types, runs' webhook.events).
+    "ENUM_NAME_OVERRIDES": {"WebhookEventTypeEnum": "runs.webhooks.models.SUBSCRIBABLE_EVENT_TYPES"},
+    "WEBHOOKS": [f"runs.webhooks.openapi.{name}" for name in
+                 ("run_completed", "run_failed", "run_canceled", "run_started", "webhook_test")],
 }
 
 CORS_ALLOWED_ORIGINS = env_list("CORS_ALLOWED_ORIGINS", [])
@@ -136,7 +201,14 @@ if "*" in CORS_ALLOWED_ORIGINS:
 AWS = configure_aws_environment(local=_LOCAL)
 AWS_DEFAULT_REGION = AWS.region
 DPP_QUEUE_NAME = env_str("DPP_QUEUE_NAME", "dpp-runs")
+DPP_QUEUE_PREFIX = env_str("DPP_QUEUE_PREFIX", "")
+# The queue's URL (real AWS: `aws sqs get-queue-url`). When set, the broker uses it as a
+# predefined queue: no ListQueues, GetQueueUrl nor CreateQueue, so the IAM policy stays small.
+DPP_QUEUE_URL = env_str("DPP_QUEUE_URL", "")
 DPP_RESULT_BUCKET = env_str("DPP_RESULT_BUCKET", "dpp-results")
+# The S3 endpoint presigned result URLs are built for, when clients reach S3 by another name than
+# the workers do (compose: the workers say http://emulator:5000, a client http://127.0.0.1:5000).
+DPP_S3_PUBLIC_ENDPOINT_URL = env_str("DPP_S3_PUBLIC_ENDPOINT_URL", "") or None
 
 # --- Timing knobs (seconds) --------------------------------------------------------------------
 DPP_LEASE_SECONDS = env_int("DPP_LEASE_SECONDS", 120, minimum=2)
@@ -157,27 +229,77 @@ DPP_PACKS = env_list("DPP_PACKS", ["runs.packs.decision.DecisionPack"])
 # Fault injection for drills; honoured only when DPP_ENV=test.
 DPP_FAULT = env_str("DPP_FAULT", "") if DPP_ENV == "test" else ""
 
+# --- Webhooks (DESIGN section 7) ------------------------------------------------------------------
+# Deliveries travel on their own queue so a slow receiver never delays runs.
+DPP_WEBHOOK_QUEUE_NAME = env_str("DPP_WEBHOOK_QUEUE_NAME", "dpp-webhooks")
+# Seconds between attempts: "1,2,3" means four attempts. Default 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h.
+_retry_schedule = env_list("DPP_WEBHOOK_RETRY_SCHEDULE", ["5", "300", "1800", "7200", "18000", "36000", "36000"])
+try:
+    DPP_WEBHOOK_RETRY_SCHEDULE = [int(item, 10) for item in _retry_schedule]
+except ValueError:
+    raise ImproperlyConfigured(
+        f"DPP_WEBHOOK_RETRY_SCHEDULE must be comma-separated seconds, got {_retry_schedule!r}") from None
+if any(delay < 0 or delay > 7 * 24 * 3600 for delay in DPP_WEBHOOK_RETRY_SCHEDULE) or len(
+        DPP_WEBHOOK_RETRY_SCHEDULE) > 20:
+    raise ImproperlyConfigured("DPP_WEBHOOK_RETRY_SCHEDULE: at most 20 delays, each 0..604800 seconds")
+DPP_WEBHOOK_TIMEOUT_SECONDS = env_int("DPP_WEBHOOK_TIMEOUT_SECONDS", 15, minimum=1, maximum=60)
+# An attempt whose worker died is picked up again by the sweep after this many seconds.
+DPP_WEBHOOK_CLAIM_SECONDS = env_int("DPP_WEBHOOK_CLAIM_SECONDS", 60, minimum=2, maximum=3600)
+if DPP_WEBHOOK_CLAIM_SECONDS <= DPP_WEBHOOK_TIMEOUT_SECONDS:
+    raise ImproperlyConfigured("DPP_WEBHOOK_CLAIM_SECONDS must be longer than DPP_WEBHOOK_TIMEOUT_SECONDS")
+# A due delivery whose message was sent but not taken is sent again after this many seconds.
+DPP_WEBHOOK_REQUEUE_SECONDS = env_int("DPP_WEBHOOK_REQUEUE_SECONDS", 60, minimum=1, maximum=3600)
+DPP_WEBHOOK_SWEEP_INTERVAL_SECONDS = env_int("DPP_WEBHOOK_SWEEP_INTERVAL_SECONDS", 5, minimum=1, maximum=3600)
+DPP_WEBHOOK_SWEEP_BATCH_SIZE = env_int("DPP_WEBHOOK_SWEEP_BATCH_SIZE", 200, minimum=1, maximum=10_000)
+# Receivers on these networks are allowed despite being non-public: for local development and
+# tests only (e.g. 127.0.0.0/8); refused in production.
+DPP_WEBHOOK_ALLOW_PRIVATE_CIDRS = env_list("DPP_WEBHOOK_ALLOW_PRIVATE_CIDRS", [])
+if DPP_WEBHOOK_ALLOW_PRIVATE_CIDRS and not _LOCAL:
+    raise ImproperlyConfigured("DPP_WEBHOOK_ALLOW_PRIVATE_CIDRS is refused when DPP_ENV=production")
+try:
+    import ipaddress as _ipaddress
+
+    for _cidr in DPP_WEBHOOK_ALLOW_PRIVATE_CIDRS:
+        _ipaddress.ip_network(_cidr, strict=False)
+except ValueError as _error:
+    raise ImproperlyConfigured(f"DPP_WEBHOOK_ALLOW_PRIVATE_CIDRS: {_error}") from None
+# Plain http:// receivers are accepted only outside production.
+DPP_WEBHOOK_ALLOW_HTTP = _LOCAL
+
 # --- Celery ---------------------------------------------------------------------------------------
 # Tasks travel on SQS. (Flower alone runs with DPP_CELERY_BROKER_URL set to DPP_EVENTS_URL: it
 # only reads events, which travel on Redis; see dpp/worker_steps.py.)
 CELERY_BROKER_URL = env_str("DPP_CELERY_BROKER_URL", "sqs://")
+if CELERY_BROKER_URL.startswith("sqs://"):
+    # kombu's SQS transport with the fix for failed receives (see dpp/sqs_transport.py).
+    CELERY_BROKER_TRANSPORT = "dpp.sqs_transport:Transport"
 # Worker monitoring events (for Flower) go to this Redis; empty disables them.
 _events_url = os.environ.get("DPP_EVENTS_URL")
 DPP_EVENTS_URL = REDIS_URL if _events_url is None else _events_url.strip()  # set but empty: off
 CELERY_DPP_EVENTS_URL = DPP_EVENTS_URL
 CELERY_WORKER_CONSUMER = "dpp.worker_steps:DppConsumer"
+DPP_SQS_WAIT_SECONDS = env_int("DPP_SQS_WAIT_SECONDS", 10, minimum=0, maximum=20)
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "region": AWS.region,
     # The queue's visibility timeout equals the lease: a dead worker's message comes back when
     # its lease ends. The heartbeat extends both together.
     "visibility_timeout": DPP_LEASE_SECONDS,
-    "wait_time_seconds": env_int("DPP_SQS_WAIT_SECONDS", 10, minimum=0, maximum=20),
+    "wait_time_seconds": DPP_SQS_WAIT_SECONDS,
     "polling_interval": float(env_int("DPP_SQS_POLLING_INTERVAL_MS", 1000, minimum=0)) / 1000,
-    "queue_name_prefix": env_str("DPP_QUEUE_PREFIX", ""),
+    "queue_name_prefix": DPP_QUEUE_PREFIX,
+    # kombu's boto3 clients (publish, ack, visibility): a short connect, a read above the long
+    # poll, few retries, so a stalled SQS costs seconds, never minutes.
+    "client-config": client_config_options(read_timeout=DPP_SQS_WAIT_SECONDS + 5),
 }
+if DPP_QUEUE_URL:
+    CELERY_BROKER_TRANSPORT_OPTIONS["predefined_queues"] = {
+        DPP_QUEUE_PREFIX + DPP_QUEUE_NAME: {"url": DPP_QUEUE_URL},
+    }
 CELERY_BROKER_CONNECTION_TIMEOUT = 5
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_DEFAULT_QUEUE = DPP_QUEUE_NAME
+# Webhook deliveries and their sweep never wait behind runs.
+CELERY_TASK_ROUTES = {"runs.webhooks.tasks.*": {"queue": DPP_WEBHOOK_QUEUE_NAME}}
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_TASK_IGNORE_RESULT = True

@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from dpp import health, problems
+from dpp import health, llms, problems
 
 urlpatterns = [
     path("health", health.health, name="health"),
@@ -17,6 +17,8 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("v1/", include("runs.urls")),
     path("v1/", include("billing.urls")),
+    path("", include(llms.urlpatterns)),
+    path("v1/", include("runs.webhooks.urls")),
 ]
 
 handler400 = "dpp.problems.handler400"

@@ -77,6 +77,10 @@ class Run(models.Model):
     result_deleted_at = models.DateTimeField(null=True, blank=True)
     retention_until = models.DateTimeField()
 
+    # The webhook object of POST /v1/runs ({"url", "events"}), signed with the tenant's default
+    # secret; registered endpoints subscribe separately (runs/webhooks).
+    webhook = models.JSONField(null=True, blank=True)
+
     error_reason = models.CharField(max_length=64, blank=True)
     error_detail = models.CharField(max_length=1000, blank=True)
 

@@ -32,6 +32,11 @@ def periodic_jobs() -> list[PeriodicJob]:
         # Results past retention are deleted from S3 (owners then get 410).
         PeriodicJob("dpp: result retention", "runs.tasks.results_expire_task", 3600,
                     "results past retention_until -> deleted from S3"),
+        # Webhook retries live in PostgreSQL: due deliveries (retry time reached, lost send, dead
+        # worker's claim expired) are sent to the webhook queue (the task is routed there).
+        PeriodicJob("dpp: webhook deliveries", "runs.webhooks.tasks.webhook_deliveries_sweep_task",
+                    settings.DPP_WEBHOOK_SWEEP_INTERVAL_SECONDS,
+                    "PENDING deliveries due at next_attempt_at, not claimed, not on the queue -> sent"),
     ]
 
 

@@ -18,6 +18,7 @@ from billing.serializers import UsdField
 from dpp.context import sane_or_none
 from runs.models import Run
 from runs.packs import PackInputError, pack_get
+from runs.webhooks.serializers import RunWebhookInput
 
 IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{8,64}$")
 POLL_INTERVAL_MS = 1500
@@ -63,6 +64,7 @@ class RunCreateInput(StrictFieldsMixin, serializers.Serializer):
     inputs = serializers.JSONField()
     reservation = RunReservationInput()
     meta = RunMetaInput(required=False)
+    webhook = RunWebhookInput(required=False)
 
     def validate_pack_type(self, value):
         if pack_get(value) is None:

@@ -10,7 +10,7 @@ from botocore.exceptions import ClientError
 from django.conf import settings
 from django.utils import timezone
 
-from dpp.aws import s3_client
+from dpp.aws import s3_client, s3_presign_client
 
 RECEIPT_COST = "actual-cost-usd-micros"
 RECEIPT_TOKEN = "finalize-token"
@@ -55,7 +55,7 @@ def envelope_delete(*, bucket: str, key: str) -> None:
 def presigned_url(*, bucket: str, key: str, now: datetime | None = None) -> tuple[str, datetime]:
     """A GET URL valid DPP_RESULT_URL_SECONDS (signed locally: no network call)."""
     seconds = settings.DPP_RESULT_URL_SECONDS
-    url = s3_client().generate_presigned_url(
+    url = s3_presign_client().generate_presigned_url(
         "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=seconds
     )
     return url, (now or timezone.now()) + timedelta(seconds=seconds)

@@ -94,6 +94,7 @@ class RunCollectionView(TenantAPIView):
                 timebox_sec=reservation["timebox_sec"],
                 min_reliability_score=reservation.get("min_reliability_score"),
                 trace_id=trace_id,
+                webhook=data.get("webhook"),
             ),
         )
         run = result.run

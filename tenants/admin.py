@@ -3,7 +3,8 @@
 Every write goes through a service, so admin keeps the same invariants as the API and the
 commands: a tenant is created with its wallet (``tenant_create``), a plan change writes its
 history (``tenant_assign_plan``), a key is issued by ``api_key_issue`` and its plaintext shown
-once in a message (only its HMAC is stored), and keys are revoked, never deleted. Status
+once on the answer to the add form itself, with ``Cache-Control: no-store`` (never in a message:
+messages travel in a cookie; only its HMAC is stored), and keys are revoked, never deleted. Status
 changes and revocations also write an admin LogEntry naming the operator.
 Money is not managed here (see billing/admin.py).
 """
@@ -12,7 +13,10 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
+from django.template.response import TemplateResponse
+from django.urls import reverse
 from django.utils import timezone
+from django.utils.cache import add_never_cache_headers, patch_cache_control
 
 from tenants.models import ApiKey, Plan, PlanAssignment, Tenant
 from tenants.services import api_key_issue, api_key_revoke, tenant_assign_plan, tenant_create, tenant_set_status
@@ -151,11 +155,26 @@ class ApiKeyAdmin(admin.ModelAdmin):
         issued = api_key_issue(tenant=obj.tenant, label=obj.label)
         obj.pk, obj.prefix, obj.created_at = issued.api_key.pk, issued.api_key.prefix, issued.api_key.created_at
         obj._state.adding = False
-        # The only time the plaintext exists outside the client: shown once, never stored.
-        self.message_user(
-            request, f"New API key for {obj.tenant.name}, shown only now, copy it: {issued.plaintext}",
-            messages.WARNING,
-        )
+        # The only time the plaintext exists outside the client: kept on this request only, for
+        # response_add to render; never stored, never in a message (the messages cookie).
+        request._dpp_issued_key = issued.plaintext
+
+    def response_add(self, request, obj, post_url_continue=None):
+        plaintext = getattr(request, "_dpp_issued_key", None)
+        if plaintext is None:
+            return super().response_add(request, obj, post_url_continue)
+        response = TemplateResponse(request, "admin/tenants/apikey/issued.html", {
+            **self.admin_site.each_context(request),
+            "title": "New API key",
+            "opts": self.opts,
+            "api_key": obj,
+            "tenant": obj.tenant,
+            "plaintext": plaintext,
+            "changelist_url": reverse("admin:tenants_apikey_changelist", current_app=self.admin_site.name),
+        })
+        add_never_cache_headers(response)
+        patch_cache_control(response, no_store=True, private=True)
+        return response
 
     def has_delete_permission(self, request, obj=None):
         return False  # revoke instead: keys stay for the audit trail

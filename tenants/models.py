@@ -26,6 +26,7 @@ class Plan(models.Model):
     max_concurrent_runs = models.PositiveIntegerField()
     max_cost_per_run_micros = models.BigIntegerField()
     retention_days = models.PositiveIntegerField(default=30)
+    max_webhook_endpoints = models.PositiveIntegerField(default=10)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -53,6 +54,7 @@ class Plan(models.Model):
             "max_cost_per_run_micros": self.max_cost_per_run_micros,
             "allowed_pack_types": list(self.allowed_pack_types) or ["*"],
             "retention_days": self.retention_days,
+            "max_webhook_endpoints": self.max_webhook_endpoints,
         }
 
 

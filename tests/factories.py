@@ -15,6 +15,7 @@ def plans_seed_defaults() -> None:
     """Create any missing default plan, with the data migration's own code (a transactional
     test's flush removes the rows the migration seeded)."""
     import_module("tenants.migrations.0002_seed_plans").seed(apps, None)
+    import_module("tenants.migrations.0003_plan_max_webhook_endpoints_issue13").seed(apps, None)
 
 
 class TenantFactory(factory.django.DjangoModelFactory):

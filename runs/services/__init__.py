@@ -7,7 +7,9 @@
 - ``finalize``: the two-phase finalize and the guarded failure every actor settles through;
 - ``recover``: the reaper's transitions (zombies, stuck claims, never started, AUDIT_REQUIRED);
 - ``audit``: operators' decisions on AUDIT_REQUIRED runs;
-- ``events``: the append-only history row every transition writes.
+- ``events``: the append-only history row every transition writes;
+- ``webhooks``: the webhook event every terminal transition (and the lease claim) records in its
+  own transaction (runs/webhooks; a cancel transition must record run.canceled the same way).
 
 Callers import from ``runs.services``; the names below are the public surface.
 """
@@ -33,6 +35,7 @@ from runs.services.submit import (
     RunSubmission,
     run_create,
 )
+from runs.services.webhooks import run_webhook_event_record, run_webhook_payload
 
 __all__ = [
     "AuditResolutionRefused",
@@ -63,4 +66,6 @@ __all__ = [
     "run_resend_release",
     "run_resolve_audit",
     "run_roll_back_claim",
+    "run_webhook_event_record",
+    "run_webhook_payload",
 ]

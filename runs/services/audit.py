@@ -22,6 +22,7 @@ from billing.services import reservation_settle
 from dpp.errors import DomainError
 from runs.models import Run
 from runs.services.events import run_event_record
+from runs.services.webhooks import EventType, run_webhook_event_record
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +71,8 @@ def run_resolve_audit(*, run_id, action: str, actor: str, reason: str, amount_mi
                            memo=f"operator {actor}: {action}")
         run_event_record(run, kind=f"OPERATOR_{action.upper()}", actor=actor, from_status=run.status, to_status=status,
                          money_state=money_state, amount_micros=charge, reason=reason)
+        run_webhook_event_record(
+            run, event_type=EventType.RUN_COMPLETED if status == Run.Status.COMPLETED else EventType.RUN_FAILED)
     logger.warning("operator resolved an AUDIT_REQUIRED run",
                    extra={"run_id": str(run.pk), "action": action, "charge_micros": charge, "actor": actor})
     return Run.objects.get(pk=run.pk)

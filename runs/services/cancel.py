@@ -4,7 +4,8 @@ once what it cost.
 Invariants kept here:
 - a cancel is one conditional UPDATE per row of the cancel table (DESIGN.md section 3), guarded
   on (id, version, status, finalize stage, money RESERVED), and its settle or release is in the
-  same transaction, so the answer is final:
+  same transaction, so the answer is final (and so is the run.canceled webhook event, written in
+  that transaction too):
   QUEUED -> CANCELED / REFUNDED (everything released);
   PROCESSING and not yet CLAIMED -> CANCELED / SETTLED at the minimum fee, the rest released;
   finalizing (CLAIMED), COMPLETED, FAILED, or money not RESERVED (an operator decides) -> refused;
@@ -32,6 +33,7 @@ from dpp.errors import DomainError
 from runs.models import Run
 from runs.selectors import run_get_for_tenant
 from runs.services.events import run_event_record
+from runs.services.webhooks import EventType, run_webhook_event_record
 from tenants.models import Tenant
 
 logger = logging.getLogger(__name__)
@@ -107,5 +109,6 @@ def _run_cancel_transition(*, run: Run, detail: str, actor: str, now: datetime) 
                            memo=f"run {run.pk} canceled")
         run_event_record(run, kind="CANCELED", actor=actor, from_status=run.status, to_status=Run.Status.CANCELED,
                          money_state=money_state, amount_micros=charge, reason=detail)
+        run_webhook_event_record(run, event_type=EventType.RUN_CANCELED)
     logger.info("run canceled", extra={"run_id": str(run.pk), "from_status": run.status, "charge_micros": charge})
     return True

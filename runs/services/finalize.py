@@ -25,6 +25,7 @@ from django.utils import timezone
 from billing.services import reservation_settle
 from runs.models import Run
 from runs.services.events import run_event_record
+from runs.services.webhooks import EventType, run_webhook_event_record
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +77,7 @@ def run_finalize_commit(*, run: Run, finalize_token, charge_micros: int, sha256:
         run_event_record(run, kind="COMPLETED", actor=actor, from_status=Run.Status.PROCESSING,
                          to_status=Run.Status.COMPLETED, money_state=Run.MoneyState.SETTLED,
                          amount_micros=charge_micros)
+        run_webhook_event_record(run, event_type=EventType.RUN_COMPLETED)
     logger.info("run settled", extra={"run_id": str(run.pk), "charge_micros": charge_micros})
     return True
 
@@ -96,5 +98,6 @@ def run_fail(*, run: Run, guard: Q, reason: str, detail: str, refund: bool, acto
         reservation_settle(tenant_id=run.tenant_id, run_id=run.pk, charge_micros=charge, memo=f"run {run.pk} {reason}")
         run_event_record(run, kind="FAILED", actor=actor, from_status=run.status, to_status=Run.Status.FAILED,
                          money_state=money_state, amount_micros=charge, reason=f"{reason}: {detail}")
+        run_webhook_event_record(run, event_type=EventType.RUN_FAILED)
     logger.info("run failed", extra={"run_id": str(run.pk), "reason": reason, "charge_micros": charge})
     return True

@@ -22,6 +22,7 @@ from django.utils import timezone
 from runs.models import Run
 from runs.services.events import run_event_record
 from runs.services.finalize import run_fail
+from runs.services.webhooks import EventType, run_webhook_event_record
 
 
 def run_claim_lease(*, run_id, now: datetime | None = None) -> Run | None:
@@ -44,6 +45,7 @@ def run_claim_lease(*, run_id, now: datetime | None = None) -> Run | None:
         run = Run.objects.get(pk=run_id)
         run_event_record(run, kind="LEASE_CLAIMED", actor="worker", from_status=Run.Status.QUEUED,
                          to_status=Run.Status.PROCESSING, data={"lease_token": str(token)})
+        run_webhook_event_record(run, event_type=EventType.RUN_STARTED)  # only where run.started is named
     return run
 
 

@@ -8,7 +8,9 @@ Invariants kept here:
   in the database as a backstop;
 - a replay with the same key and the same body returns the first run and moves no money; the
   same key with another body is refused;
-- plan limits (packs, cap per run, concurrency) and the pack's quote are checked before money moves.
+- plan limits (packs, cap per run, concurrency) and the pack's quote are checked before money moves;
+- the run's webhook URL is checked (DNS, public addresses only) before the transaction, never
+  under the wallet lock; a refused URL creates nothing and does not consume the key.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from runs.models import Run
 from runs.packs import pack_get
 from runs.services.events import run_event_record
 from runs.services.outbox import run_enqueue
+from runs.webhooks.services import webhook_url_check
 from tenants.models import Plan, Tenant
 
 logger = logging.getLogger(__name__)
@@ -62,6 +65,7 @@ class RunSubmission:
     timebox_sec: int
     min_reliability_score: Decimal | None
     trace_id: str
+    webhook: dict[str, Any] | None = None  # {"url", "events"}: part of the body, so of its hash
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,10 @@ class RunCreateResult:
 def run_create(*, tenant: Tenant, submission: RunSubmission, now: datetime | None = None) -> RunCreateResult:
     """Create a run and reserve its cap, or replay the run already created with this key."""
     now = now or timezone.now()
+    if submission.webhook and not Run.objects.filter(
+            tenant=tenant, idempotency_key=submission.idempotency_key).exists():
+        # A replay keeps the run it has; a new run's receiver is checked outside the transaction.
+        webhook_url_check(url=submission.webhook["url"], field="webhook.url")
     try:
         with transaction.atomic(durable=True):
             wallet_lock(tenant_id=tenant.pk)  # serialises this tenant's submissions
@@ -98,6 +106,7 @@ def run_create(*, tenant: Tenant, submission: RunSubmission, now: datetime | Non
                 timebox_sec=submission.timebox_sec,
                 min_reliability_score=submission.min_reliability_score,
                 trace_id=submission.trace_id,
+                webhook=submission.webhook,
                 request_id=current_request_id() or "",
                 retention_until=now + timedelta(days=plan.retention_days),
                 deadline_at=now + timedelta(seconds=settings.DPP_RUN_QUEUE_DEADLINE_SECONDS),

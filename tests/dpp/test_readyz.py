@@ -81,3 +81,31 @@ class TestReadyz:
 
     def test_answers_only_get(self, client):
         assert client.post("/readyz").status_code == 405
+
+    def test_a_bucket_whose_missing_objects_answer_403_is_down_naming_the_permission_with_a_fake_s3(
+            self, client, emulator_resources):
+        """Without s3:ListBucket, AWS answers 403 for a missing object; moto checks no IAM, so the
+        403 is stubbed on the real client the check uses."""
+        from botocore.stub import Stubber
+
+        from dpp.health import ABSENT_PROBE_KEY
+
+        stubber = Stubber(s3_client(read_timeout=2))
+        stubber.add_response("head_bucket", {}, {"Bucket": settings.DPP_RESULT_BUCKET})
+        stubber.add_client_error("head_object", service_error_code="403", service_message="Forbidden",
+                                 http_status_code=403,
+                                 expected_params={"Bucket": settings.DPP_RESULT_BUCKET, "Key": ABSENT_PROBE_KEY})
+        with stubber:
+            response = client.get("/readyz")
+
+        assert response.status_code == 503
+        assert response.json()["services"]["s3"] == "down: S3ReadPermissionMissing"
+        stubber.assert_no_pending_responses()
+
+    def test_a_predefined_queue_url_is_checked_without_looking_the_name_up(self, client, emulator_resources):
+        prefix = settings.CELERY_BROKER_TRANSPORT_OPTIONS["queue_name_prefix"]
+        url = sqs_client().get_queue_url(QueueName=prefix + settings.DPP_QUEUE_NAME)["QueueUrl"]
+        with override_settings(DPP_QUEUE_URL=url, DPP_QUEUE_NAME="a-name-that-does-not-exist"):
+            assert client.get("/readyz").json()["services"]["sqs"] == "up"
+        with override_settings(DPP_QUEUE_URL=url + "-gone"):
+            assert client.get("/readyz").json()["services"]["sqs"].startswith("down")

@@ -12,13 +12,14 @@ import pytest
 from dpp.aws import configure_aws_environment
 
 REPO = Path(__file__).resolve().parents[2]
-GOOD_PRODUCTION = {"DPP_ENV": "production", "DJANGO_SECRET_KEY": "s" * 50, "DPP_KEY_PEPPER": "p" * 32}
+GOOD_PRODUCTION = {"DPP_ENV": "production", "DJANGO_SECRET_KEY": "s" * 50, "DPP_KEY_PEPPER": "p" * 32,
+                   "ALLOWED_HOSTS": "dpp.example.com", "DPP_WEBHOOK_ENCRYPTION_KEY": "w" * 32}
 
 
 def boot(**env) -> subprocess.CompletedProcess:
     """Start Django in a fresh interpreter with only these DPP/Django/AWS variables set."""
     environment = {k: v for k, v in os.environ.items()
-                   if not k.startswith(("DPP_", "DJANGO_", "AWS_", "CORS_", "LOG_LEVEL"))}
+                   if not k.startswith(("DPP_", "DJANGO_", "AWS_", "CORS_", "LOG_LEVEL", "ALLOWED_HOSTS"))}
     environment.update(env)
     code = "import os, django; os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'dpp.settings'); django.setup()"
     return subprocess.run([sys.executable, "-c", code], cwd=REPO, env=environment, capture_output=True, text=True,
@@ -36,6 +37,28 @@ def boot(**env) -> subprocess.CompletedProcess:
     pytest.param({"DPP_ENV": "production"}, "DJANGO_SECRET_KEY", id="production without a secret key"),
     pytest.param({"DPP_ENV": "production", "DJANGO_SECRET_KEY": "s" * 50}, "DPP_KEY_PEPPER",
                  id="production without a pepper"),
+    pytest.param({**GOOD_PRODUCTION, "ALLOWED_HOSTS": ""}, "ALLOWED_HOSTS", id="production without allowed hosts"),
+    pytest.param({**GOOD_PRODUCTION, "DJANGO_SECRET_KEY": "dpp-local-development-secret-key-not-for-production"},
+                 "DJANGO_SECRET_KEY", id="production with the development secret key"),
+    pytest.param({**GOOD_PRODUCTION, "DPP_KEY_PEPPER": "dpp-local-development-pepper"}, "DPP_KEY_PEPPER",
+                 id="production with the development pepper"),
+    pytest.param({**GOOD_PRODUCTION, "DJANGO_DEBUG": "true"}, "DJANGO_DEBUG", id="production with debug"),
+    pytest.param({"DATABASE_URL": "postgres://dpp:pw@db.internal.example.com:5432/dpp"}, "DPP_ENV",
+                 id="no DPP_ENV with a database on another host"),
+    pytest.param({"DATABASE_URL": "postgres://dpp:pw@10.0.0.5:5432/dpp", "DJANGO_SECRET_KEY": "s" * 50,
+                  "DPP_KEY_PEPPER": "p" * 32}, "DPP_ENV", id="no DPP_ENV with a remote database, even with secrets"),
+    pytest.param({"DPP_TRUST_X_FORWARDED_PROTO": "sometimes"}, "DPP_TRUST_X_FORWARDED_PROTO",
+                 id="proxy trust not a boolean"),
+    pytest.param({**GOOD_PRODUCTION, "DPP_WEBHOOK_ENCRYPTION_KEY": ""},
+                 "DPP_WEBHOOK_ENCRYPTION_KEY", id="production without a webhook encryption key"),
+    pytest.param({**GOOD_PRODUCTION, "DPP_WEBHOOK_ALLOW_PRIVATE_CIDRS": "127.0.0.0/8"},
+                 "DPP_WEBHOOK_ALLOW_PRIVATE_CIDRS", id="private webhook receivers in production"),
+    pytest.param({"DPP_WEBHOOK_ALLOW_PRIVATE_CIDRS": "127.0.0.0/33"}, "DPP_WEBHOOK_ALLOW_PRIVATE_CIDRS",
+                 id="webhook allow list not a network"),
+    pytest.param({"DPP_WEBHOOK_RETRY_SCHEDULE": "5,soon"}, "DPP_WEBHOOK_RETRY_SCHEDULE",
+                 id="webhook retry schedule not seconds"),
+    pytest.param({"DPP_WEBHOOK_TIMEOUT_SECONDS": "15", "DPP_WEBHOOK_CLAIM_SECONDS": "15"},
+                 "DPP_WEBHOOK_CLAIM_SECONDS", id="webhook claim not longer than the timeout"),
     pytest.param({"CORS_ALLOWED_ORIGINS": "*"}, "CORS_ALLOWED_ORIGINS", id="cors wildcard"),
     pytest.param({"CORS_ALLOWED_ORIGINS": "https://ok.example.com,*"}, "CORS_ALLOWED_ORIGINS",
                  id="cors wildcard in a list"),
@@ -58,14 +81,14 @@ def test_a_complete_production_configuration_starts():
 def test_production_never_falls_back_to_the_development_secrets():
     code = ("import os, django; os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'dpp.settings'); django.setup();"
             "from django.conf import settings; print(settings.SECRET_KEY == 's' * 50, settings.DPP_KEY_PEPPER == 'p' * 32,"
-            " settings.DEBUG)")
+            " settings.DPP_WEBHOOK_ENCRYPTION_KEY == 'w' * 32, settings.DPP_WEBHOOK_ALLOW_HTTP, settings.DEBUG)")
     environment = {k: v for k, v in os.environ.items() if not k.startswith(("DPP_", "DJANGO_", "AWS_"))}
     environment.update(GOOD_PRODUCTION)
 
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=environment, capture_output=True, text=True,
                             timeout=60)
 
-    assert result.stdout.split() == ["True", "True", "False"], result.stderr
+    assert result.stdout.split() == ["True", "True", "True", "False", "False"], result.stderr
 
 
 @pytest.fixture

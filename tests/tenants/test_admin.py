@@ -45,13 +45,15 @@ def tenant_change_form(tenant, **changes) -> dict:
 
 class TestApiKeyAdmin:
     def test_adding_a_key_shows_it_once_and_stores_only_its_hash(self, admin_client, tenant, settings):
-        response = admin_client.post("/admin/tenants/apikey/add/", {"tenant": tenant.pk, "label": "from admin"},
-                                     follow=True)
+        response = admin_client.post("/admin/tenants/apikey/add/", {"tenant": tenant.pk, "label": "from admin"})
 
-        assert response.status_code == 200
-        shown = [key for message in messages_of(response) for key in FULL_KEY.findall(message)]
+        assert response.status_code == 200  # rendered on the answer itself, not after a redirect
+        shown = FULL_KEY.findall(response.content.decode())
         assert len(shown) == 1
         plaintext = shown[0]
+        assert "no-store" in response["Cache-Control"]
+        assert all(plaintext not in morsel.value for morsel in response.cookies.values())  # not in the messages cookie
+        assert not [m for m in messages_of(admin_client.get("/admin/tenants/apikey/")) if plaintext in m]
         row = ApiKey.objects.get(label="from admin")
         assert row.tenant == tenant and row.prefix == plaintext[:13]
         assert row.key_hash == hmac.new(settings.DPP_KEY_PEPPER.encode(), plaintext.encode(), hashlib.sha256).hexdigest()

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('runs', '0002_audit_permission_and_queue'),
+        ('runs', '0003_run_webhook_issue13'),
     ]
 
     operations = [
