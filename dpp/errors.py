@@ -39,6 +39,11 @@ PROBLEM_TYPES: dict[str, ProblemType] = {
     "not-acceptable": ProblemType(406, "Not acceptable", "The API answers JSON only.", generic=True),
     "conflict": ProblemType(409, "Conflict", "The request conflicts with the current state of the resource.", generic=True),
     "idempotency-key-reused": ProblemType(409, "Idempotency-Key reused", "This Idempotency-Key was already used with a different request body."),
+    "run-not-cancelable": ProblemType(
+        409, "Run not cancelable",
+        "The run is finalizing (its result is being stored and settled) or already finished, or its money awaits an "
+        "operator's decision: it can no longer be canceled. Nothing moved; GET the run for its outcome.",
+    ),
     "audit-resolution-refused": ProblemType(
         409, "This resolution is not possible",
         "An operator's decision on an AUDIT_REQUIRED run was refused (no reason given, amount outside the "

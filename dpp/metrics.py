@@ -173,6 +173,7 @@ def run_labels_precreate(*, pack_types: Iterable[str], task_names: Iterable[str]
         runs_finished.labels(pack_type=pack_type, status="COMPLETED", reason_code="none")
         for reason in RUN_REASON_CODES[1:]:
             runs_finished.labels(pack_type=pack_type, status="FAILED", reason_code=reason)
+        runs_finished.labels(pack_type=pack_type, status="CANCELED", reason_code="CANCELED")
     for task in task_names:
         for state in TASK_STATES:
             tasks_finished.labels(task=task, state=state)

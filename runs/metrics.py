@@ -7,6 +7,8 @@ the prefork child that runs the task, and work on SQS, where worker events do no
   and reason code read from the run row (the truth after the task's last transition);
 - the periodic jobs: ``dpp_reaper_actions_total`` from the counts each pass returns.
 
+A run the client cancels is counted in ``dpp_runs_finished_total`` by the API process that
+canceled it (``run_canceled_observe``); a scraper adds the API's and the workers' series.
 Runs that a periodic job finishes (zombies, roll-backs, runs never started) are counted in
 ``dpp_reaper_actions_total``, not in ``dpp_runs_finished_total``.
 """
@@ -69,6 +71,12 @@ def run_task_observe(*, run_id, outcome, seconds: float) -> None:
     if outcome in FINISHING_OUTCOMES and row["status"] in TERMINAL_STATUSES:
         metrics.runs_finished.labels(pack_type=pack_type, status=row["status"],
                                      reason_code=metrics.run_reason_label(row["error_reason"])).inc()
+
+
+def run_canceled_observe(*, pack_type: str) -> None:
+    """A run the client canceled is finished by the API (no task brings it there)."""
+    metrics.runs_finished.labels(pack_type=_pack_label(pack_type), status=Run.Status.CANCELED,
+                                 reason_code="CANCELED").inc()
 
 
 @signals.task_prerun.connect(dispatch_uid="runs.metrics.task_started")

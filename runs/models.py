@@ -1,7 +1,8 @@
 """The run and its state machine.
 
 Invariants kept here (with runs/services/, one module per actor):
-- status: QUEUED -> PROCESSING -> COMPLETED | FAILED; QUEUED -> FAILED (never started);
+- status: QUEUED -> PROCESSING -> COMPLETED | FAILED | CANCELED; QUEUED -> FAILED (never started);
+  QUEUED -> CANCELED (runs/services/cancel.py); a CLAIMED (finalizing) run is never canceled;
 - finalize_stage inside PROCESSING: NONE -> CLAIMED -> COMMITTED;
 - money_state: RESERVED -> SETTLED | REFUNDED | AUDIT_REQUIRED (AUDIT_REQUIRED -> SETTLED | REFUNDED
   by an operator);
@@ -27,6 +28,7 @@ class Run(models.Model):
         PROCESSING = "PROCESSING"
         COMPLETED = "COMPLETED"
         FAILED = "FAILED"
+        CANCELED = "CANCELED"
 
     class MoneyState(models.TextChoices):
         RESERVED = "RESERVED"
@@ -40,7 +42,7 @@ class Run(models.Model):
         COMMITTED = "COMMITTED"
 
     ACTIVE_STATUSES = (Status.QUEUED, Status.PROCESSING)
-    TERMINAL_STATUSES = (Status.COMPLETED, Status.FAILED)
+    TERMINAL_STATUSES = (Status.COMPLETED, Status.FAILED, Status.CANCELED)
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="runs")

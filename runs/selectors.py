@@ -54,6 +54,7 @@ class DailyUsage:
     runs_count: int
     success_count: int
     fail_count: int
+    canceled_count: int
     cost_usd_micros_sum: int
     reserved_usd_micros_sum: int
 
@@ -63,6 +64,7 @@ SELECT (r.created_at AT TIME ZONE 'UTC')::date AS usage_date,
        COUNT(*) AS runs_count,
        COUNT(*) FILTER (WHERE r.status = 'COMPLETED') AS success_count,
        COUNT(*) FILTER (WHERE r.status = 'FAILED') AS fail_count,
+       COUNT(*) FILTER (WHERE r.status = 'CANCELED') AS canceled_count,
        COALESCE(SUM(charged.amount_micros), 0) AS cost_usd_micros_sum,
        COALESCE(SUM(reserved.amount_micros), 0) AS reserved_usd_micros_sum
   FROM runs_run r
@@ -92,4 +94,4 @@ def usage_daily_for_tenant(*, tenant: Tenant, from_date: date, to_date: date) ->
     with connection.cursor() as cursor:
         cursor.execute(_USAGE_SQL, [tenant.pk, start, end])
         rows = cursor.fetchall()
-    return [DailyUsage(*row[:4], int(row[4]), int(row[5])) for row in rows]
+    return [DailyUsage(*row[:5], int(row[5]), int(row[6])) for row in rows]

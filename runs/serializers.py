@@ -84,6 +84,29 @@ AWAITING_REVIEW = ("This run awaits an operator's review of its charge; its rese
                    "It no longer counts against your concurrent-runs limit.")
 
 
+class StrictCharField(serializers.CharField):
+    """A JSON string only: a number or a boolean is refused, not turned into text."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class RunCancelInput(StrictFieldsMixin, serializers.Serializer):
+    """The optional body of POST /v1/runs/{id}/cancel."""
+
+    REASON_MAX_LENGTH = 200
+
+    reason = StrictCharField(max_length=REASON_MAX_LENGTH, required=False, allow_blank=True,
+                             help_text="Why the run is canceled (shown as error.detail); at most 200 characters.")
+
+    def validate_reason(self, value):
+        if any(not character.isprintable() for character in value):
+            raise serializers.ValidationError("Use printable characters only (no control characters).")
+        return value
+
+
 class RunIdentityOutput(serializers.Serializer):
     """What every run document starts with."""
 
@@ -222,6 +245,7 @@ class DailyUsageOutput(serializers.Serializer):
     runs_count = serializers.IntegerField()
     success_count = serializers.IntegerField()
     fail_count = serializers.IntegerField()
+    canceled_count = serializers.IntegerField()
     cost_usd_micros_sum = serializers.IntegerField()
     reserved_usd_micros_sum = serializers.IntegerField()
 

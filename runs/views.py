@@ -14,7 +14,7 @@ from runs import serializers as s
 from runs.models import Run
 from runs.packs import packs_all
 from runs.selectors import run_get_for_tenant, run_is_expired, runs_list_for_tenant, usage_daily_for_tenant
-from runs.services import RunSubmission, run_create
+from runs.services import RunSubmission, run_cancel, run_create
 from runs.storage import presigned_url
 from tenants.api import TenantAPIView
 
@@ -128,6 +128,29 @@ class RunDetailView(TenantAPIView):
             "budget_remaining_micros": run.budget_remaining_micros,
             "results": _results([run]),
         }
+        return Response(s.RunOutput(run, context=context).data, headers=_cost_headers(run))
+
+
+class RunCancelView(TenantAPIView):
+    problem_slugs = {"post": ("not-found", "run-not-cancelable")}
+
+    @extend_schema(
+        operation_id="runs_cancel",
+        request=s.RunCancelInput,
+        responses={200: s.RunOutput},
+        description="Cancel a run. QUEUED: everything is released (REFUNDED). PROCESSING and not yet "
+                    "finalizing: charged the minimum fee, the rest released (SETTLED, X-DPP-Cost-Actual). "
+                    "Finalizing or finished: 409 run-not-cancelable. Already CANCELED: 200, nothing moves. "
+                    "Counted under the POST rate limit.",
+    )
+    def post(self, request, run_id: str):
+        body = s.RunCancelInput(data=request.data)
+        body.is_valid(raise_exception=True)
+        result = run_cancel(tenant=request.user, run_id=run_id, reason=body.validated_data.get("reason", ""))
+        if result is None:
+            raise NotFound()
+        run = result.run
+        context = {"budget_remaining_micros": wallet_get(tenant_id=run.tenant_id).available_micros}
         return Response(s.RunOutput(run, context=context).data, headers=_cost_headers(run))
 
 

@@ -6,6 +6,9 @@ Invariants kept here:
 - every call to a state transition goes through ``with_db_reconnect`` (a dropped connection is
   retried: transitions are compare-and-set, so a retry of one that committed simply loses);
 - the heartbeat stops before finalization starts, and always in ``finally``;
+- a heartbeat that updates no row means the lease is no longer ours (the run was canceled, or
+  reaped): the pack is stopped at once (``PackStopper``), nothing is finalized, the message's
+  visibility is no longer extended and the task returns, so the message is acknowledged;
 - S3 I/O happens outside transactions and row locks;
 - a lost claim or commit means another actor finalized: this worker does nothing more;
 - a charge never exceeds the reservation (a pack reporting more is capped and logged).
@@ -33,6 +36,7 @@ from runs import storage
 from runs.faults import fault_point
 from runs.models import Run
 from runs.packs import PackExecutionError, pack_get
+from runs.selectors import run_get_for_tenant
 from runs.services import (
     run_claim_lease,
     run_extend_lease,
@@ -70,27 +74,72 @@ class TimeboxExceeded(BaseException):
     ``except Exception`` cannot swallow it."""
 
 
+class LeaseLost(BaseException):
+    """Raised inside the pack when the heartbeat found the lease gone (the run was canceled or
+    reaped). A BaseException for the same reason as TimeboxExceeded."""
+
+
+class PackStopper:
+    """Lets the heartbeat thread stop the pack that runs on the main thread: ``stop()`` records
+    the request and, while a timebox is armed, fires its timer at once; the timebox's SIGALRM
+    handler then raises LeaseLost instead of TimeboxExceeded. The lock makes sure no timer is
+    set once the timebox has disarmed (a stray SIGALRM would otherwise kill the process)."""
+
+    def __init__(self):
+        self.requested = threading.Event()
+        self._lock = threading.Lock()
+        self._armed = False
+
+    def arm(self) -> None:
+        with self._lock:
+            self._armed = True
+
+    def disarm(self) -> None:
+        with self._lock:
+            self._armed = False
+            signal.setitimer(signal.ITIMER_REAL, 0)
+
+    def stop(self) -> None:
+        self.requested.set()
+        with self._lock:
+            if self._armed:
+                signal.setitimer(signal.ITIMER_REAL, 0.001)
+
+
 @contextmanager
-def timebox(seconds: int):
-    """Interrupt the block after ``seconds`` (SIGALRM; the pool runs tasks on the main thread).
-    Off the main thread, the elapsed time is checked afterwards instead."""
+def timebox(seconds: int, *, stopper: PackStopper | None = None):
+    """Interrupt the block after ``seconds`` (SIGALRM; the pool runs tasks on the main thread),
+    or as soon as ``stopper`` is stopped (LeaseLost). Off the main thread, the elapsed time and
+    the stopper are checked afterwards instead."""
     started = time.monotonic()
     if threading.current_thread() is not threading.main_thread():
         yield
+        if stopper is not None and stopper.requested.is_set():
+            raise LeaseLost()
         if time.monotonic() - started > seconds:
             raise TimeboxExceeded()
         return
 
     def _expired(signum, frame):
+        if stopper is not None and stopper.requested.is_set():
+            raise LeaseLost()
         raise TimeboxExceeded()
 
     previous = signal.signal(signal.SIGALRM, _expired)
     signal.setitimer(signal.ITIMER_REAL, seconds)
+    if stopper is not None:
+        stopper.arm()
+        if stopper.requested.is_set():  # stopped before the timebox was armed
+            signal.setitimer(signal.ITIMER_REAL, 0.001)
     try:
         yield
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+        try:
+            if stopper is not None:
+                stopper.disarm()
+        finally:  # even when the stop lands during disarm (the LeaseLost then propagates)
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
 
 
 @dataclass(frozen=True)
@@ -104,9 +153,11 @@ class LeaseHeartbeat:
     connection, guarded by the lease token) and the SQS message's visibility timeout. Its
     failures are logged and never reach the run."""
 
-    def __init__(self, *, run_id, lease_token, message: SqsMessage | None, log_context: dict):
+    def __init__(self, *, run_id, lease_token, message: SqsMessage | None, log_context: dict,
+                 on_lost=None):
         self.run_id, self.lease_token, self.message = run_id, lease_token, message
         self.log_context = log_context
+        self.on_lost = on_lost  # called once, from this thread, when the lease is found gone
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name=f"heartbeat-{run_id}", daemon=True)
         self.beats = 0
@@ -130,7 +181,11 @@ class LeaseHeartbeat:
     def _beat(self) -> bool:
         try:
             if not run_extend_lease(run_id=self.run_id, lease_token=self.lease_token):
+                # Canceled, reaped, or finalizing: stop the pack, and the visibility extension
+                # with this loop, so the message is acknowledged when the task returns.
                 logger.warning("heartbeat: lease no longer ours; stopping")
+                if self.on_lost is not None:
+                    self.on_lost()
                 return False
         except Exception:
             logger.warning("heartbeat: lease extension failed; will retry", exc_info=True)
@@ -171,20 +226,26 @@ def envelope_build(*, run: Run, data: dict, charge_micros: int, logs: list, arti
 
 def run_execute(*, run_id, message: SqsMessage | None = None, log_context: dict | None = None) -> str:
     """Execute one run; returns what happened (for logs and tests)."""
+    fault_point("before_lease_claim")
     run = with_db_reconnect(run_claim_lease, run_id=run_id)
     if run is None:
+        # A duplicate or redelivered message, or a run canceled (or failed) before it started.
         logger.info("message for a run that is not QUEUED: acknowledged and ignored")
         return "ignored"
+    stopper = PackStopper()
     heartbeat = LeaseHeartbeat(run_id=run.pk, lease_token=run.lease_token, message=message,
-                               log_context=log_context or {})
+                               log_context=log_context or {}, on_lost=stopper.stop)
     heartbeat.start()
     try:
         pack = pack_get(run.pack_type)
         if pack is None:
             raise PackExecutionError("PACK_UNAVAILABLE", f"pack type {run.pack_type!r} is not installed on this worker")
         fault_point("mid_execution")
-        with timebox(run.timebox_sec):
+        with timebox(run.timebox_sec, stopper=stopper):
             result = pack.execute(run.inputs, timebox_sec=run.timebox_sec)
+    except LeaseLost:
+        heartbeat.stop()
+        return _lease_lost(run=run)
     except TimeboxExceeded:
         heartbeat.stop()
         with_db_reconnect(run_fail_by_worker, run=run, reason="TIMEBOX_EXCEEDED", detail=f"the pack ran over {run.timebox_sec} s")
@@ -200,7 +261,20 @@ def run_execute(*, run_id, message: SqsMessage | None = None, log_context: dict 
         return "pack_error"
     finally:
         heartbeat.stop()  # idempotent; always before finalization
+    if stopper.requested.is_set():  # the pack ended just as the lease was found gone
+        return _lease_lost(run=run)
     return _finalize(run=run, result=result)
+
+
+def _lease_lost(*, run: Run) -> str:
+    """The lease is gone: nothing to finalize (whoever took the run settled it)."""
+    current = with_db_reconnect(run_get_for_tenant, tenant=run.tenant_id, run_id=run.pk)
+    if current is not None and current.status == Run.Status.CANCELED:
+        logger.info("run canceled: pack stopped, not finalized", extra={"run_id": str(run.pk)})
+        return "canceled"
+    logger.warning("lease lost: pack stopped, not finalized",
+                   extra={"run_id": str(run.pk), "status": getattr(current, "status", None)})
+    return "lease_lost"
 
 
 def _finalize(*, run: Run, result) -> str:
@@ -212,6 +286,7 @@ def _finalize(*, run: Run, result) -> str:
         logger.error("pack reported a cost above the reservation; charging the cap",
                      extra={"reported_micros": charge, "reserved_micros": run.reserved_micros})
         charge = run.reserved_micros
+    fault_point("before_finalize_claim")
     token = with_db_reconnect(run_finalize_claim, run=run)
     if token is None:
         logger.warning("finalize claim lost: another actor finalized this run")

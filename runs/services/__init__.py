@@ -1,6 +1,7 @@
 """Writes for runs, one module per actor (each opens with the invariants it keeps):
 
 - ``submit``: the API's POST /v1/runs (run, reservation and history in one transaction);
+- ``cancel``: the API's POST /v1/runs/{id}/cancel (the transition and its money in one transaction);
 - ``outbox``: the only writer of ``enqueued_at`` / ``enqueue_attempts``; sends the task by name;
 - ``lease``: the worker's lease claim, heartbeat and own failure;
 - ``finalize``: the two-phase finalize and the guarded failure every actor settles through;
@@ -14,6 +15,7 @@ Callers import from ``runs.services``; the names below are the public surface.
 """
 
 from runs.services.audit import AuditResolutionRefused, run_resolve_audit
+from runs.services.cancel import RunCancelResult, RunNotCancelable, run_cancel
 from runs.services.events import run_event_record
 from runs.services.finalize import result_key_for, run_fail, run_finalize_claim, run_finalize_commit
 from runs.services.lease import run_claim_lease, run_extend_lease, run_fail_by_worker
@@ -40,9 +42,12 @@ __all__ = [
     "ConcurrentRunsExceeded",
     "IdempotencyKeyReused",
     "MaxCostExceeded",
+    "RunCancelResult",
     "RunCreateResult",
+    "RunNotCancelable",
     "RunSubmission",
     "result_key_for",
+    "run_cancel",
     "run_claim_lease",
     "run_create",
     "run_enqueue",

@@ -10,7 +10,7 @@ Invariants kept here:
 
 Callers: ``lease.run_claim_lease`` (run.started, sent only where named), ``finalize``
 (run.completed, run.failed for every actor's failure), ``audit`` (the operator's terminal
-decision). A cancel transition must call ``run_webhook_event_record`` with run.canceled.
+decision), ``cancel`` (run.canceled).
 """
 
 from __future__ import annotations

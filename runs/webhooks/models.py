@@ -25,7 +25,7 @@ from tenants.models import Tenant
 class EventType(models.TextChoices):
     RUN_COMPLETED = "run.completed"
     RUN_FAILED = "run.failed"
-    RUN_CANCELED = "run.canceled"  # the cancel service must call webhook_events_record (see services)
+    RUN_CANCELED = "run.canceled"  # recorded by runs.services.cancel
     RUN_STARTED = "run.started"  # opt-in: only where named
     WEBHOOK_TEST = "webhook.test"  # only to the endpoint it tests
 

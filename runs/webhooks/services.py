@@ -15,7 +15,7 @@ Invariants kept here:
 - 410 disables an endpoint and ends the delivery; the last scheduled failure makes it DEAD;
 - webhooks never move money.
 
-run.canceled: the cancel service (built separately) must call ``webhook_events_record`` with
+run.canceled: the cancel service (runs.services.cancel) calls ``webhook_events_record`` with
 ``event_type=EventType.RUN_CANCELED`` inside the transaction of its transition, as the completed
 and failed transitions do.
 """

@@ -38,3 +38,14 @@ class TestOpenApiSchema:
         response = client.get("/api/docs/")
 
         assert response.status_code == 200 and b"swagger" in response.content.lower()
+
+    def test_documents_cancel_with_its_body_its_answer_and_its_problem_types(self, client):
+        schema = json.loads(client.get("/api/schema/", HTTP_ACCEPT="application/json").content)
+
+        operation = schema["paths"]["/v1/runs/{run_id}/cancel"]["post"]
+        body = operation["requestBody"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[-1]
+        assert schema["components"]["schemas"][body]["properties"]["reason"]["maxLength"] == 200
+        assert operation["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith("/RunOutput")
+        assert "/problems/run-not-cancelable" in operation["responses"]["409"]["description"]
+        assert "/problems/not-found" in operation["responses"]["404"]["description"]
+        assert "CANCELED" in schema["components"]["schemas"]["StatusEnum"]["enum"]

@@ -24,7 +24,9 @@ from runs import reaper
 from runs.models import Run, RunEvent
 from runs.services import (
     AuditResolutionRefused,
+    RunNotCancelable,
     RunSubmission,
+    run_cancel,
     run_claim_lease,
     run_create,
     run_extend_lease,
@@ -65,8 +67,13 @@ class LedgerMachine(RuleBasedStateMachine):
 
     def teardown(self):
         if hasattr(self, "tenant"):
-            LedgerMachine.SEEN |= set(RunEvent.objects.filter(run__tenant=self.tenant)
-                                      .values_list("kind", "actor").order_by().distinct())
+            seen = type(self).SEEN
+            seen |= set(RunEvent.objects.filter(run__tenant=self.tenant)
+                        .values_list("kind", "actor").order_by().distinct())
+            # Cancels, by the row of the cancel table they took (refusals are added by the rule).
+            seen |= {(f"CANCELED from {from_status}", actor) for from_status, actor in
+                     RunEvent.objects.filter(run__tenant=self.tenant, kind="CANCELED")
+                     .values_list("from_status", "actor").distinct()}
         transaction.savepoint_rollback(self.savepoint)
 
     # --- helpers -------------------------------------------------------------------------------
@@ -215,16 +222,43 @@ class LedgerMachine(RuleBasedStateMachine):
         assert 0 <= wallet.active_runs <= self.tenant.plan.max_concurrent_runs
 
 
+class LedgerMachineWithCancels(LedgerMachine):
+    """The same machine, and a client who may cancel any run at any step (issue 12). Kept apart
+    so that the base machine's derandomized walk, which must reach every settlement path, is not
+    diluted by an always-enabled rule that ends runs early."""
+
+    SEEN: set[tuple[str, str]] = set()
+
+    @precondition(lambda self: self.has())
+    @rule(data=st.data())
+    def a_client_cancels(self, data):
+        """Any run, in any state: the cancel table decides (refused while finalizing or finished)."""
+        run = self.pick(data)
+        before = (run.status, run.finalize_stage, run.money_state)
+        try:
+            result = run_cancel(tenant=self.tenant, run_id=run.pk, reason="state machine", now=self.now)
+        except RunNotCancelable:
+            assert before[0] in ("COMPLETED", "FAILED") or before[1] != "NONE" or before[2] != "RESERVED", before
+            type(self).SEEN.add(("CANCEL_REFUSED", before[0]))
+            return
+        assert result.run.status == "CANCELED"
+        assert result.run.actual_cost_micros == (0 if result.run.money_state == "REFUNDED" else run.minimum_fee_micros)
+
+
+def _run(machine: type[LedgerMachine], examples: int) -> None:
+    machine.TestCase.settings = hsettings(
+        max_examples=examples, stateful_step_count=50, deadline=None, derandomize=True, database=None,
+        suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.too_slow],
+    )
+    machine.TestCase().runTest()
+
+
 @pytest.mark.django_db
 @pytest.mark.slow
 def test_no_sequence_of_operations_leaks_a_micro(monkeypatch):
     monkeypatch.setattr("runs.services.submit.relay_wake", lambda: None)
     monkeypatch.setattr("runs.services.outbox.run_enqueue", lambda **kwargs: True)
-    LedgerMachine.TestCase.settings = hsettings(
-        max_examples=EXAMPLES, stateful_step_count=50, deadline=None, derandomize=True, database=None,
-        suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.too_slow],
-    )
-    LedgerMachine.TestCase().runTest()
+    _run(LedgerMachine, EXAMPLES)
 
     # The machine really walked the dangerous paths.
     seen = LedgerMachine.SEEN
@@ -232,3 +266,19 @@ def test_no_sequence_of_operations_leaks_a_micro(monkeypatch):
                  ("FAILED", "reconciler"), ("FAILED", "worker"), ("FAILED", "outbox"),
                  ("AUDIT_REQUIRED", "reconciler"), ("OPERATOR_RELEASE", "admin:machine")]:
         assert path in seen, f"the state machine never reached {path}: {sorted(seen)}"
+
+
+@pytest.mark.django_db
+@pytest.mark.slow
+def test_no_sequence_of_operations_with_cancels_leaks_a_micro(monkeypatch):
+    monkeypatch.setattr("runs.services.submit.run_enqueue", lambda **kwargs: True)
+    monkeypatch.setattr("runs.services.outbox.run_enqueue", lambda **kwargs: True)
+    _run(LedgerMachineWithCancels, max(EXAMPLES // 4, 40))
+
+    # Both cancels that move money and refusals while finalizing or finished, among the other
+    # actors' settlement paths (the refusal of a COMPLETED run is tested in tests/runs/test_cancel.py).
+    seen = LedgerMachineWithCancels.SEEN
+    for path in [("CANCELED from QUEUED", "api"), ("CANCELED from PROCESSING", "api"),
+                 ("CANCEL_REFUSED", "PROCESSING"), ("CANCEL_REFUSED", "FAILED"),
+                 ("COMPLETED", "worker"), ("FAILED", "worker"), ("FAILED", "reconciler"), ("FAILED", "outbox")]:
+        assert path in seen, f"the state machine with cancels never reached {path}: {sorted(seen)}"

@@ -134,3 +134,20 @@ class TestAdminPages:
         assert client.get("/admin/billing/journal/add/").status_code == 403
         response = client.post(f"/admin/billing/journal/{journal.pk}/change/", {"memo": "edited"})
         assert response.status_code == 403
+
+    def test_canceled_runs_are_filtered_listed_and_counted(self, client):
+        from runs.services import run_cancel
+        from tests.runs.test_reaper import make_run
+
+        tenant = TenantFactory(balance_micros=INITIAL)
+        canceled, queued = make_run(tenant), make_run(tenant)
+        run_cancel(tenant=tenant, run_id=canceled.pk, reason="operator view")
+        client.force_login(User.objects.create_superuser("root-op5", "root5@example.com", "pw"))
+
+        listing = client.get("/admin/runs/run/?status__exact=CANCELED").content.decode()
+        ops = client.get("/admin/runs/run/ops/").content.decode()
+        history = client.get(f"/admin/runs/run/{canceled.pk}/change/").content.decode()
+
+        assert str(canceled.pk) in listing and str(queued.pk) not in listing
+        assert "<td>CANCELED</td><td>REFUNDED</td><td>1</td>" in ops
+        assert "operator view" in history and "RELEASE" in history

@@ -10,7 +10,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from runs.models import Run
-from runs.services import run_claim_lease, run_fail_by_worker, run_finalize_claim, run_finalize_commit
+from runs.services import run_cancel, run_claim_lease, run_fail_by_worker, run_finalize_claim, run_finalize_commit
 from tests.runs.helpers import post_run, run_body
 
 pytestmark = pytest.mark.django_db
@@ -164,6 +164,8 @@ class TestUsage:
         failed = run_claim_lease(run_id=submit(auth_client, "0.2000").pk)
         run_fail_by_worker(run=failed, reason="PACK_FAILED", detail="x")  # minimum fee 5_000 (2% = 4_000 < floor)
         submit(auth_client, "0.0500")  # still queued: reserved, not charged
+        canceled = run_claim_lease(run_id=submit(auth_client, "0.3000").pk)
+        run_cancel(tenant=tenant, run_id=canceled.pk)  # canceled while processing: minimum fee 6_000 (2%)
         yesterday = submit(auth_client, "0.1000")
         with transaction.atomic():
             Run.objects.filter(pk=yesterday.pk).update(created_at=timezone.now() - timedelta(days=1))
@@ -177,9 +179,10 @@ class TestUsage:
         assert body["tenant_id"] == str(tenant.pk)
         assert body["daily_usage"] == [
             {"usage_date": str(today - timedelta(days=1)), "runs_count": 1, "success_count": 0, "fail_count": 0,
-             "cost_usd_micros_sum": 0, "reserved_usd_micros_sum": 100_000},
-            {"usage_date": str(today), "runs_count": 3, "success_count": 1, "fail_count": 1,
-             "cost_usd_micros_sum": 10_400 + 5_000, "reserved_usd_micros_sum": 500_000 + 200_000 + 50_000},
+             "canceled_count": 0, "cost_usd_micros_sum": 0, "reserved_usd_micros_sum": 100_000},
+            {"usage_date": str(today), "runs_count": 4, "success_count": 1, "fail_count": 1, "canceled_count": 1,
+             "cost_usd_micros_sum": 10_400 + 5_000 + 6_000,
+             "reserved_usd_micros_sum": 500_000 + 200_000 + 50_000 + 300_000},
         ]
         assert completed.actual_cost_micros == 10_400
 

@@ -7,6 +7,7 @@ import json
 import re
 import time
 import uuid
+from datetime import datetime
 
 import pytest
 from django.core.management import call_command
@@ -184,6 +185,52 @@ class TestHeartbeat:
         time.sleep(4)  # longer than the visibility timeout of 3 s
         assert received_count(worker, run.pk) == 1
         assert Wallet.objects.get(tenant=tenant).available_micros == INITIAL_MICROS - 20_000
+
+
+class TestCancel:
+    HEARTBEAT_SECONDS = 2
+    # Scheduling on a loaded 2-core machine: the worker's log line may trail its heartbeat.
+    SLACK_SECONDS = 2.0
+
+    def test_a_canceled_run_is_stopped_within_one_heartbeat_and_its_message_acknowledged(self, client_and_tenant,
+                                                                                           workers):
+        from django.conf import settings
+
+        from dpp.celery import app as celery_app
+
+        client, tenant = client_and_tenant
+        worker = workers(DPP_LEASE_SECONDS=3, DPP_HEARTBEAT_SECONDS=self.HEARTBEAT_SECONDS)
+        run = submit(client, slow_body(60.0, cap="0.5000", timebox=90))
+        wait_until(lambda: Run.objects.get(pk=run.pk).status == "PROCESSING", timeout=30, message="the claim")
+        time.sleep(self.HEARTBEAT_SECONDS + 0.5)  # the heartbeat has extended the lease at least once
+
+        canceled_at = time.time()
+        response = client.post(f"/v1/runs/{run.pk}/cancel", {"reason": "no longer needed"}, format="json")
+
+        assert response.status_code == 200 and response["X-DPP-Cost-Actual"] == "0.0100"
+        line = wait_until(lambda: next((json.loads(text) for text in worker.log_text().splitlines()
+                                        if "run canceled: pack stopped" in text and str(run.pk) in text), None),
+                          timeout=30, message="the worker to stop the pack")
+        stopped_at = datetime.fromisoformat(line["ts"]).timestamp()
+        assert stopped_at - canceled_at <= self.HEARTBEAT_SECONDS + self.SLACK_SECONDS
+        wait_until(lambda: any('"outcome": "canceled"' in text for text in worker.log_text().splitlines()),
+                   timeout=10, message="the task to return")
+
+        # A redelivered message for the canceled run is acknowledged and ignored.
+        celery_app.send_task("runs.tasks.run_execute_task", kwargs={"run_id": str(run.pk)},
+                             queue=settings.DPP_QUEUE_NAME)
+        wait_until(lambda: received_count(worker, run.pk) >= 2, timeout=30, message="the redelivery")
+        time.sleep(4)  # past the 3 s visibility timeout: the first message was acknowledged, not returned
+        assert received_count(worker, run.pk) == 2
+        assert "not QUEUED" in worker.log_text()
+
+        run.refresh_from_db()
+        assert (run.status, run.money_state, run.error_reason, run.error_detail) == (
+            "CANCELED", "SETTLED", "CANCELED", "no longer needed")
+        assert (run.actual_cost_micros, run.attempts, run.finalize_stage, run.result_key) == (10_000, 1, "NONE", "")
+        wallet = Wallet.objects.get(tenant=tenant)
+        assert (wallet.available_micros, wallet.held_micros) == (INITIAL_MICROS - 10_000, 0)
+        assert ledger_is_green()
 
 
 class TestWorkerKilled:

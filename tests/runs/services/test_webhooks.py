@@ -125,6 +125,31 @@ class TestTransitionsRecordTheirEvents:
         [delivery] = WebhookDelivery.objects.filter(event=event)
         assert (delivery.target, delivery.url) == ("RUN", HOOK) and enqueued == []  # sent on commit only
 
+    @pytest.mark.parametrize("claimed", [False, True], ids=["queued", "processing"])
+    def test_a_cancel_records_run_canceled_once_with_the_canceled_run(self, auth_client, tenant, no_broker, enqueued,
+                                                                      claimed):
+        run = make_run(tenant, webhook={"url": HOOK})
+        if claimed:
+            run_claim_lease(run_id=run.pk)
+
+        first = auth_client.post(f"/v1/runs/{run.pk}/cancel", {"reason": "not needed"}, format="json")
+        again = auth_client.post(f"/v1/runs/{run.pk}/cancel", {"reason": "twice"}, format="json")
+
+        assert (first.status_code, again.status_code) == (200, 200)
+        [event] = WebhookEvent.objects.filter(run_id=run.pk)
+        document = json.loads(event.body)["data"]["run"]
+        assert (event.type, document["status"], document["error"]) == (
+            "run.canceled", "CANCELED", {"reason_code": "CANCELED", "detail": "not needed"})
+        assert document["cost"]["used_usd"] == ("0.0100" if claimed else "0.0000")
+        assert WebhookDelivery.objects.filter(event=event).count() == 1
+
+    def test_a_refused_cancel_records_no_event(self, auth_client, tenant, no_broker, enqueued):
+        run = run_claim_lease(run_id=make_run(tenant, webhook={"url": HOOK}).pk)
+        run_finalize_claim(run=run)
+
+        assert auth_client.post(f"/v1/runs/{run.pk}/cancel").status_code == 409
+        assert events_of(run) == []
+
     def test_a_worker_failure_records_run_failed(self, tenant, no_broker, enqueued):
         run = run_claim_lease(run_id=make_run(tenant, webhook={"url": HOOK}).pk)
 
