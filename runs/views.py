@@ -8,6 +8,7 @@ from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 
 from billing.money import micros_to_usd
+from billing.selectors import wallet_get
 from dpp.context import current_trace_id, set_trace_id
 from dpp.errors import DomainError
 from runs import serializers as s
