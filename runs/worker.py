@@ -19,6 +19,7 @@ import logging
 import signal
 import threading
 import time
+import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -46,14 +47,17 @@ logger = logging.getLogger(__name__)
 UPLOAD_ATTEMPTS = 3
 DB_ATTEMPTS = 3
 ENVELOPE_SCHEMA_VERSION = "1"
+# Failures that are the platform's, not the pack's nor the customer's: the run is refunded.
+PLATFORM_FAULTS = frozenset({"PACK_UNAVAILABLE"})
 
 
 def with_db_reconnect(call, /, **kwargs):
     """Call the state transition ``call(**kwargs)``, reconnecting when the database connection
     was dropped (at most DB_ATTEMPTS tries).
 
-    Retrying is safe: every transition is a compare-and-set, so a retry of one that did commit
-    (its answer lost with the connection) simply loses and reports "another actor won"."""
+    Retrying is safe: every transition is a compare-and-set. The claims take a token the caller
+    chose before the first attempt, so a retry of one that did commit (its answer lost with the
+    connection) finds the run already holding that token and reports a win, not a loss."""
     for attempt in range(1, DB_ATTEMPTS + 1):
         try:
             return call(**kwargs)
@@ -171,7 +175,7 @@ def envelope_build(*, run: Run, data: dict, charge_micros: int, logs: list, arti
 
 def run_execute(*, run_id, message: SqsMessage | None = None, log_context: dict | None = None) -> str:
     """Execute one run; returns what happened (for logs and tests)."""
-    run = with_db_reconnect(run_claim_lease, run_id=run_id)
+    run = with_db_reconnect(run_claim_lease, run_id=run_id, lease_token=uuid.uuid4())
     if run is None:
         logger.info("message for a run that is not QUEUED: acknowledged and ignored")
         return "ignored"
@@ -191,7 +195,9 @@ def run_execute(*, run_id, message: SqsMessage | None = None, log_context: dict 
         return "timebox_exceeded"
     except PackExecutionError as error:
         heartbeat.stop()
-        with_db_reconnect(run_fail_by_worker, run=run, reason=error.reason_code, detail=error.detail)
+        # PACK_UNAVAILABLE is the platform's fault (a rolling deploy): everything is released.
+        with_db_reconnect(run_fail_by_worker, run=run, reason=error.reason_code, detail=error.detail,
+                          refund=error.reason_code in PLATFORM_FAULTS)
         return "pack_failed"
     except Exception as error:
         heartbeat.stop()
@@ -212,14 +218,22 @@ def _finalize(*, run: Run, result) -> str:
         logger.error("pack reported a cost above the reservation; charging the cap",
                      extra={"reported_micros": charge, "reserved_micros": run.reserved_micros})
         charge = run.reserved_micros
-    token = with_db_reconnect(run_finalize_claim, run=run)
+    # The envelope is built and hashed BEFORE the claim: a pack returning data JSON cannot
+    # encode fails here, under its lease, instead of leaving the run CLAIMED for the reconciler.
+    try:
+        body = envelope_build(run=run, data=result.data, charge_micros=charge, logs=list(result.logs),
+                              artifacts=list(result.artifacts))
+    except (TypeError, ValueError, RecursionError) as error:
+        logger.warning("the pack's result cannot be serialised", exc_info=True)
+        with_db_reconnect(run_fail_by_worker, run=run, reason="PACK_ERROR",
+                          detail=f"the pack returned a result that cannot be serialised ({type(error).__name__})")
+        return "pack_error"
+    sha256 = hashlib.sha256(body).hexdigest()
+    token = with_db_reconnect(run_finalize_claim, run=run, finalize_token=uuid.uuid4())
     if token is None:
         logger.warning("finalize claim lost: another actor finalized this run")
         return "claim_lost"
     fault_point("after_claim")
-    body = envelope_build(run=run, data=result.data, charge_micros=charge, logs=list(result.logs),
-                          artifacts=list(result.artifacts))
-    sha256 = hashlib.sha256(body).hexdigest()
     for attempt in range(1, UPLOAD_ATTEMPTS + 1):
         try:
             storage.envelope_put(bucket=run.result_bucket, key=run.result_key, body=body, sha256=sha256,

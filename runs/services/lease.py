@@ -24,11 +24,13 @@ from runs.services.events import run_event_record
 from runs.services.finalize import run_fail
 
 
-def run_claim_lease(*, run_id, now: datetime | None = None) -> Run | None:
-    """QUEUED -> PROCESSING with a new lease token; None when the run is not QUEUED (a duplicate
-    or late message) or past its deadline."""
+def run_claim_lease(*, run_id, lease_token: uuid.UUID | None = None, now: datetime | None = None) -> Run | None:
+    """QUEUED -> PROCESSING with the lease token ``lease_token`` (chosen by the caller before its
+    first attempt, so that a retry after a lost commit acknowledgement recognises its own claim);
+    None when the run is not QUEUED (a duplicate or late message) or past its deadline, and is
+    not already leased with this very token."""
     now = now or timezone.now()
-    token = uuid.uuid4()
+    token = lease_token or uuid.uuid4()
     with transaction.atomic():
         claimed = Run.objects.filter(pk=run_id, status=Run.Status.QUEUED, deadline_at__gt=now).update(
             status=Run.Status.PROCESSING,
@@ -40,7 +42,9 @@ def run_claim_lease(*, run_id, now: datetime | None = None) -> Run | None:
             updated_at=now,
         )
         if claimed != 1:
-            return None
+            # "Already mine": the first attempt committed and only its answer was lost.
+            return Run.objects.filter(pk=run_id, status=Run.Status.PROCESSING, lease_token=token,
+                                      finalize_stage=Run.FinalizeStage.NONE).first()
         run = Run.objects.get(pk=run_id)
         run_event_record(run, kind="LEASE_CLAIMED", actor="worker", from_status=Run.Status.QUEUED,
                          to_status=Run.Status.PROCESSING, data={"lease_token": str(token)})
@@ -56,9 +60,11 @@ def run_extend_lease(*, run_id, lease_token, now: datetime | None = None) -> boo
     ).update(lease_expires_at=now + timedelta(seconds=settings.DPP_LEASE_SECONDS)) == 1
 
 
-def run_fail_by_worker(*, run: Run, reason: str, detail: str, now: datetime | None = None) -> bool:
-    """The worker's own failure (pack error, timebox): guarded by its lease, before any claim."""
+def run_fail_by_worker(*, run: Run, reason: str, detail: str, refund: bool = False,
+                       now: datetime | None = None) -> bool:
+    """The worker's own failure (pack error, timebox): guarded by its lease, before any claim.
+    The minimum fee is charged, or everything released when ``refund`` (the platform's fault)."""
     guard = Q(version=run.version, status=Run.Status.PROCESSING, lease_token=run.lease_token,
               finalize_stage=Run.FinalizeStage.NONE)
-    return run_fail(run=run, guard=guard, reason=reason, detail=detail, refund=False, actor="worker",
+    return run_fail(run=run, guard=guard, reason=reason, detail=detail, refund=refund, actor="worker",
                     now=now or timezone.now())
