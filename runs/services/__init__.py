@@ -19,9 +19,9 @@ from runs.services.outbox import run_enqueue, run_resend, run_resend_claim, run_
 from runs.services.recover import (
     run_fail_never_started,
     run_mark_audit_required,
-    run_mark_result_deleted,
     run_reap_zombie,
     run_roll_back_claim,
+    runs_mark_results_deleted,
 )
 from runs.services.submit import (
     ConcurrentRunsExceeded,
@@ -51,11 +51,11 @@ __all__ = [
     "run_finalize_claim",
     "run_finalize_commit",
     "run_mark_audit_required",
-    "run_mark_result_deleted",
     "run_reap_zombie",
     "run_resend",
     "run_resend_claim",
     "run_resend_release",
     "run_resolve_audit",
     "run_roll_back_claim",
+    "runs_mark_results_deleted",
 ]

@@ -267,6 +267,54 @@ class TestRetention:
         assert response["Content-Type"] == "application/problem+json"
         assert results_expire(now=timezone.now()) == {}
 
+    def test_one_pass_drains_a_backlog_larger_than_its_batch(self, tenant):
+        runs = [completed(tenant) for _ in range(25)]
+        Run.objects.filter(pk__in=[r.pk for r in runs]).update(retention_until=timezone.now() - timedelta(seconds=1))
+
+        counts = results_expire(now=timezone.now(), limit=10)
+
+        assert counts == {"deleted": 25}
+        assert Run.objects.filter(pk__in=[r.pk for r in runs], result_deleted_at__isnull=True).count() == 0
+        assert all(storage.receipt_get(bucket=r.result_bucket, key=r.result_key) is None for r in runs)
+
+    def test_a_pass_stops_at_its_time_budget_and_the_next_one_goes_on(self, tenant):
+        runs = [completed(tenant) for _ in range(5)]
+        Run.objects.filter(pk__in=[r.pk for r in runs]).update(retention_until=timezone.now() - timedelta(seconds=1))
+
+        assert results_expire(now=timezone.now(), limit=2, budget_seconds=0) == {"deleted": 2}
+        assert results_expire(now=timezone.now(), limit=2, budget_seconds=60) == {"deleted": 3}
+
+    def test_a_run_awaiting_an_audit_keeps_its_result_as_evidence(self, tenant):
+        run, token = finalize_claimed(tenant, when=timezone.now() - LONG_AGO)
+        storage.envelope_put(bucket=run.result_bucket, key=run.result_key, body=b"{}", sha256="c" * 64,
+                             actual_cost_micros=10_400, finalize_token=uuid.uuid4())  # another token
+        assert claims_reconcile(now=timezone.now()) == {"audit_required": 1}
+        Run.objects.filter(pk=run.pk).update(retention_until=timezone.now() - timedelta(seconds=1))
+
+        assert results_expire(now=timezone.now()) == {}
+
+        assert storage.receipt_get(bucket=run.result_bucket, key=run.result_key) is not None
+        assert Run.objects.get(pk=run.pk).result_deleted_at is None
+
+    def test_the_list_hands_out_no_link_past_retention(self, auth_client, tenant):
+        kept, expired = completed(tenant), completed(tenant)
+        Run.objects.filter(pk=expired.pk).update(retention_until=timezone.now() - timedelta(seconds=1))
+
+        items = {item["run_id"]: item for item in auth_client.get("/v1/runs").json()["results"]}
+
+        assert items[str(kept.pk)]["result"]["presigned_url"]
+        assert items[str(expired.pk)]["result"] is None
+        assert auth_client.get(f"/v1/runs/{expired.pk}").status_code == 410
+
+
+def completed(tenant) -> Run:
+    """A COMPLETED run with its result in S3."""
+    run, token = finalize_claimed(tenant, when=timezone.now())
+    storage.envelope_put(bucket=run.result_bucket, key=run.result_key, body=b"{}", sha256="c" * 64,
+                         actual_cost_micros=10_400, finalize_token=token)
+    assert run_finalize_commit(run=run, finalize_token=token, charge_micros=10_400, sha256="c" * 64)
+    return run
+
 
 def _in_threads(count: int, target) -> list:
     barrier = threading.Barrier(count)
