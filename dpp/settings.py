@@ -145,6 +145,11 @@ if DPP_HEARTBEAT_SECONDS >= DPP_LEASE_SECONDS:
     raise ImproperlyConfigured("DPP_HEARTBEAT_SECONDS must be shorter than DPP_LEASE_SECONDS")
 DPP_REAPER_INTERVAL_SECONDS = env_int("DPP_REAPER_INTERVAL_SECONDS", 30, minimum=1)
 DPP_RECONCILE_AFTER_SECONDS = env_int("DPP_RECONCILE_AFTER_SECONDS", 300, minimum=1)
+# A claim whose S3 receipt cannot be read (any error but "no such object") this long after the
+# claim goes to an operator as AUDIT_REQUIRED (issue 15, item 3).
+DPP_RECONCILE_GIVE_UP_SECONDS = env_int("DPP_RECONCILE_GIVE_UP_SECONDS", 6 * 3600, minimum=60)
+if DPP_RECONCILE_GIVE_UP_SECONDS <= DPP_RECONCILE_AFTER_SECONDS:
+    raise ImproperlyConfigured("DPP_RECONCILE_GIVE_UP_SECONDS must be longer than DPP_RECONCILE_AFTER_SECONDS")
 DPP_RECONCILE_INTERVAL_SECONDS = env_int("DPP_RECONCILE_INTERVAL_SECONDS", 60, minimum=1)
 DPP_OUTBOX_INTERVAL_SECONDS = env_int("DPP_OUTBOX_INTERVAL_SECONDS", 30, minimum=1)
 DPP_RESULT_URL_SECONDS = env_int("DPP_RESULT_URL_SECONDS", 600, minimum=1, maximum=7 * 24 * 3600)

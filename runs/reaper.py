@@ -101,9 +101,17 @@ def claims_reconcile(*, now: datetime, limit: int | None = None) -> dict:
 def _reconcile_one(*, run: Run, now: datetime) -> str:
     try:
         receipt = storage.receipt_get(bucket=run.result_bucket, key=run.result_key)  # outside any transaction
-    except Exception:
-        logger.warning("S3 unavailable; the run stays CLAIMED until the next pass", exc_info=True)
-        return "undecided"
+    except Exception as error:
+        # Any answer but a 404 (a 403 from a role without s3:ListBucket, a timeout, ...) leaves the
+        # run undecided; past DPP_RECONCILE_GIVE_UP_SECONDS since the claim an operator decides, so
+        # the customer's money is never held forever.
+        waited = (now - run.finalize_claimed_at).total_seconds()
+        if waited < settings.DPP_RECONCILE_GIVE_UP_SECONDS:
+            logger.warning("S3 unavailable; the run stays CLAIMED until the next pass", exc_info=True)
+            return "undecided"
+        why = f"the receipt could not be read for {int(waited)} s: {type(error).__name__}: {error}"
+        return "audit_required" if run_mark_audit_required(run=run, why=why[:1000], now=now,
+                                                           data={"receipt_error": str(error)[:500]}) else "lost"
     if receipt is None:
         return "rolled_back" if run_roll_back_claim(run=run, now=now) else "lost"
     problems = []

@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
+from botocore.exceptions import ClientError
 from django.db import connection
 from django.utils import timezone
 
@@ -88,6 +89,35 @@ class TestZombieReaping:
         tenant = TenantFactory(balance_micros=INITIAL)
         finalize_claimed(tenant, when=timezone.now() - LONG_AGO)
         assert zombies_reap(now=timezone.now()) == {}
+
+
+def s3_refuses(**kwargs):
+    """An injected 403, what a role without s3:ListBucket gets for a missing key."""
+    raise ClientError({"Error": {"Code": "403", "Message": "Forbidden"}}, "HeadObject")
+
+
+@pytest.mark.django_db
+class TestReconciliationWhenS3KeepsFailing:
+    def test_a_recent_claim_stays_undecided_with_an_injected_403(self, monkeypatch):
+        tenant = TenantFactory(balance_micros=INITIAL)
+        run, _ = finalize_claimed(tenant, when=timezone.now() - LONG_AGO)
+        monkeypatch.setattr(storage, "receipt_get", s3_refuses)
+
+        assert claims_reconcile(now=timezone.now()) == {"undecided": 1}
+        assert Run.objects.get(pk=run.pk).money_state == "RESERVED"
+
+    def test_past_the_bound_the_run_goes_to_an_operator_with_the_reason_with_an_injected_403(self, monkeypatch):
+        tenant = TenantFactory(balance_micros=INITIAL)
+        run, _ = finalize_claimed(tenant, when=timezone.now() - timedelta(hours=7))
+        monkeypatch.setattr(storage, "receipt_get", s3_refuses)
+
+        assert claims_reconcile(now=timezone.now()) == {"audit_required": 1}
+
+        run.refresh_from_db()
+        assert (run.status, run.money_state) == ("PROCESSING", "AUDIT_REQUIRED")
+        event = RunEvent.objects.get(run=run, kind="AUDIT_REQUIRED")
+        assert "could not be read for 25" in event.reason and "403" in event.reason
+        assert wallet(tenant) == (INITIAL - 500_000, 500_000)  # nothing moved: an operator decides
 
 
 @pytest.mark.django_db
