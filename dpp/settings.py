@@ -143,6 +143,12 @@ DPP_LEASE_SECONDS = env_int("DPP_LEASE_SECONDS", 120, minimum=2)
 DPP_HEARTBEAT_SECONDS = env_int("DPP_HEARTBEAT_SECONDS", 30, minimum=1)
 if DPP_HEARTBEAT_SECONDS >= DPP_LEASE_SECONDS:
     raise ImproperlyConfigured("DPP_HEARTBEAT_SECONDS must be shorter than DPP_LEASE_SECONDS")
+# A lease never reaches past the run's start + its timebox + this grace (issue 15, item 4); the
+# run task's hard time limit (a backstop for a pack blocked in native code) is the longest
+# timebox + this grace + the time finalization may take.
+DPP_LEASE_GRACE_SECONDS = env_int("DPP_LEASE_GRACE_SECONDS", 60, minimum=1)
+DPP_MAX_TIMEBOX_SECONDS = 90
+DPP_RUN_TASK_TIME_LIMIT_SECONDS = DPP_MAX_TIMEBOX_SECONDS + DPP_LEASE_GRACE_SECONDS + 120
 DPP_REAPER_INTERVAL_SECONDS = env_int("DPP_REAPER_INTERVAL_SECONDS", 30, minimum=1)
 DPP_RECONCILE_AFTER_SECONDS = env_int("DPP_RECONCILE_AFTER_SECONDS", 300, minimum=1)
 # A claim whose S3 receipt cannot be read (any error but "no such object") this long after the

@@ -9,6 +9,7 @@ import re
 from datetime import timedelta
 from decimal import Decimal
 
+from django.conf import settings
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -42,7 +43,8 @@ class StrictFieldsMixin:
 
 class RunReservationInput(StrictFieldsMixin, serializers.Serializer):
     max_cost_usd = UsdField(source="max_cost_micros")  # validated as micros
-    timebox_sec = serializers.IntegerField(min_value=1, max_value=90, default=90)
+    timebox_sec = serializers.IntegerField(min_value=1, max_value=settings.DPP_MAX_TIMEBOX_SECONDS,
+                                           default=settings.DPP_MAX_TIMEBOX_SECONDS)
     min_reliability_score = serializers.DecimalField(
         max_digits=5, decimal_places=4, min_value=Decimal("0"), max_value=Decimal("1"), required=False,
         allow_null=True,

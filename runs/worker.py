@@ -77,24 +77,25 @@ class TimeboxExceeded(BaseException):
 @contextmanager
 def timebox(seconds: int):
     """Interrupt the block after ``seconds`` (SIGALRM; the pool runs tasks on the main thread).
-    Off the main thread, the elapsed time is checked afterwards instead."""
+    The elapsed time is checked again when the block returns, on any thread: a pack that
+    swallowed the interruption (``except BaseException``) still ran over and is not charged
+    as if it had completed."""
     started = time.monotonic()
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        if time.monotonic() - started > seconds:
+    if threading.current_thread() is threading.main_thread():
+        def _expired(signum, frame):
             raise TimeboxExceeded()
-        return
 
-    def _expired(signum, frame):
-        raise TimeboxExceeded()
-
-    previous = signal.signal(signal.SIGALRM, _expired)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
+        previous = signal.signal(signal.SIGALRM, _expired)
+        signal.setitimer(signal.ITIMER_REAL, seconds)
+        try:
+            yield
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+    else:
         yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+    if time.monotonic() - started > seconds:
+        raise TimeboxExceeded()
 
 
 @dataclass(frozen=True)

@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import pytest
+from django.conf import settings
 from django.core.management import call_command
 
 from billing.models import Wallet
@@ -77,3 +79,42 @@ class TestAResultThatCannotBeSerialised:
         assert run.actual_cost_micros == run.minimum_fee_micros == 10_000
         assert wallet(tenant) == (INITIAL - 10_000, 0)
         call_command("check_ledger")
+
+
+class SwallowingPack(Pack):
+    """Catches the timebox's interruption (``except BaseException``) and returns a full result."""
+
+    pack_type = "decision"
+
+    def execute(self, inputs, *, timebox_sec):
+        deadline = time.monotonic() + timebox_sec + 0.5
+        while time.monotonic() < deadline:
+            try:
+                time.sleep(0.05)
+            except BaseException:  # noqa: BLE001 - the point of this pack
+                pass
+        return PackResult(data={"late": True}, actual_cost_micros=400_000)
+
+
+class TestAPackThatSwallowsItsTimeout:
+    def test_is_failed_at_the_minimum_fee_not_charged_in_full(self, monkeypatch):
+        tenant = TenantFactory(balance_micros=INITIAL)
+        run = make_run(tenant, timebox_sec=1)
+        monkeypatch.setattr(worker, "pack_get", lambda pack_type: SwallowingPack())
+
+        outcome = worker.run_execute(run_id=run.pk)
+
+        run.refresh_from_db()
+        assert outcome == "timebox_exceeded"
+        assert (run.status, run.money_state, run.error_reason, run.actual_cost_micros) == (
+            "FAILED", "SETTLED", "TIMEBOX_EXCEEDED", 10_000)
+        assert wallet(tenant) == (INITIAL - 10_000, 0)
+        call_command("check_ledger")
+
+
+class TestTheRunTask:
+    def test_has_a_hard_time_limit_beyond_the_longest_timebox_and_the_lease_grace(self):
+        from runs.tasks import run_execute_task
+
+        assert run_execute_task.time_limit == settings.DPP_RUN_TASK_TIME_LIMIT_SECONDS
+        assert run_execute_task.time_limit > settings.DPP_MAX_TIMEBOX_SECONDS + settings.DPP_LEASE_GRACE_SECONDS
