@@ -19,6 +19,7 @@ from billing.serializers import UsdField
 from dpp.context import sane_or_none
 from runs.models import Run
 from runs.packs import PackInputError, pack_get
+from runs.reasons import reason_text
 
 IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{8,64}$")
 POLL_INTERVAL_MS = 1500
@@ -115,8 +116,14 @@ class RunResultOutput(serializers.Serializer):
 
 
 class RunErrorOutput(serializers.Serializer):
+    """A stable reason code and its fixed text (runs/reasons.py); never an operator's note or a
+    diagnostic."""
+
     reason_code = serializers.CharField(source="error_reason")
-    detail = serializers.CharField(source="error_detail")
+    detail = serializers.SerializerMethodField()
+
+    def get_detail(self, run: Run) -> str:
+        return reason_text(run.error_reason)
 
 
 class RunMetaOutput(serializers.Serializer):
