@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import base64
 import time
+import uuid
 
 import pytest
 from django.conf import settings
 
+from billing.models import Journal, Wallet
 from dpp.aws import sqs_client
 from runs.models import Run
-from tests.runs.helpers import post_run
+from runs.services import RunSubmission, submit
+from tests.factories import TenantFactory
+from tests.runs.helpers import decision_inputs, post_run
 
 pytestmark = pytest.mark.emulator
 
@@ -51,13 +55,45 @@ class TestEnqueueOnCommit:
         assert message is not None, "the run's task is not on the queue"
         assert "runs.tasks.run_execute_task" in message["text"]
 
-    def test_nothing_is_sent_when_the_transaction_does_not_commit(self, auth_client,
-                                                                  django_capture_on_commit_callbacks):
+    def test_nothing_is_sent_until_the_transaction_commits(self, auth_client, django_capture_on_commit_callbacks):
         with django_capture_on_commit_callbacks(execute=False) as callbacks:
             response = post_run(auth_client)
         run = Run.objects.get(pk=response.json()["run_id"])
         assert len(callbacks) == 1
         assert run.enqueued_at is None
+        assert find_message(str(run.pk), timeout=2) is None
+
+
+@pytest.mark.django_db(transaction=True)
+class TestEnqueueOnRollback:
+    def test_a_submission_that_rolls_back_sends_nothing_and_moves_no_money(self, monkeypatch):
+        """A real rollback on PostgreSQL: the failure is injected right after the send was
+        registered for after commit, so the transaction rolls back with the callback in it."""
+        real_on_commit = submit.transaction.on_commit
+        created = []
+
+        def register_then_fail(callback, *args, **kwargs):
+            real_on_commit(callback, *args, **kwargs)
+            created.append(callback.keywords["run_id"])
+            raise RuntimeError("injected failure after the send was registered")
+
+        monkeypatch.setattr(submit.transaction, "on_commit", register_then_fail)
+        tenant = TenantFactory(balance_micros=1_000_000)
+        submission = RunSubmission(
+            idempotency_key=uuid.uuid4().hex, payload_hash="0" * 64, pack_type="decision",
+            inputs=decision_inputs(), max_cost_micros=50_000, timebox_sec=30, min_reliability_score=None,
+            trace_id="trace-rollback",
+        )
+
+        with pytest.raises(RuntimeError):
+            submit.run_create(tenant=tenant, submission=submission)
+
+        assert len(created) == 1
+        assert not Run.objects.filter(pk=created[0]).exists()
+        wallet = Wallet.objects.get(tenant=tenant)
+        assert (wallet.available_micros, wallet.held_micros) == (1_000_000, 0)
+        assert not Journal.objects.filter(tenant=tenant, phase="RESERVE").exists()
+        assert find_message(str(created[0]), timeout=3) is None
 
     def test_a_failed_send_with_a_fake_broker_error_leaves_the_run_queued_for_the_outbox(
         self, auth_client, monkeypatch, django_capture_on_commit_callbacks

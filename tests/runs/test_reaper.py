@@ -26,6 +26,7 @@ from runs.services import (
 )
 from tests.factories import TenantFactory
 from tests.runs.helpers import decision_inputs
+from tests.runs.test_enqueue import find_message
 
 pytestmark = pytest.mark.emulator
 
@@ -213,9 +214,8 @@ class TestOutbox:
         assert run.actual_cost_micros == 0
         assert wallet(tenant) == (INITIAL, 0)
 
-    def test_an_unconfirmed_enqueue_is_sent_again(self, monkeypatch):
-        sent = []
-        monkeypatch.setattr("runs.services.outbox.run_enqueue", lambda *, run_id, now: sent.append(run_id) or True)
+    def test_an_unconfirmed_enqueue_is_sent_again_and_lands_on_the_real_queue(self):
+        # The first send was lost (no_broker); the resend is the real one, to the emulator's SQS.
         tenant = TenantFactory(balance_micros=INITIAL)
         run = make_run(tenant, now=timezone.now() - timedelta(minutes=1))
         Run.objects.filter(pk=run.pk).update(created_at=timezone.now() - timedelta(minutes=1))
@@ -223,8 +223,12 @@ class TestOutbox:
         counts = outbox_sweep(now=timezone.now())
 
         assert counts == {"resent": 1}
-        assert sent == [run.pk]
+        message = find_message(str(run.pk))
+        assert message is not None and "runs.tasks.run_execute_task" in message["text"]
+        run.refresh_from_db()
+        assert run.enqueued_at is not None and run.enqueue_attempts == 1
         assert outbox_sweep(now=timezone.now()) == {}  # confirmed now: not sent twice
+        assert find_message(str(run.pk), timeout=2) is None
 
     def test_waiting_runs_are_not_resent_behind_a_backlog(self, monkeypatch):
         from django.conf import settings
