@@ -13,10 +13,10 @@ import pytest
 from django.core.management import call_command
 from django.db import OperationalError
 
-from billing.models import Wallet
+from billing.models import Journal, Wallet
 from runs import worker
 from runs.models import Run
-from runs.services import RunSubmission, run_claim_lease, run_create, run_finalize_claim
+from runs.services import RunSubmission, run_claim_lease, run_create, run_finalize_claim, run_finalize_commit
 from tests.factories import TenantFactory
 from tests.runs.helpers import decision_inputs
 
@@ -95,3 +95,18 @@ class TestFinalizeClaimAfterALostAnswer:
         assert run_finalize_claim(run=run, finalize_token=uuid.uuid4()) is not None
 
         assert run_finalize_claim(run=stale_copy, finalize_token=uuid.uuid4()) is None
+
+
+class TestFinalizeCommitAfterALostAnswer:
+    def test_the_retry_recognises_its_own_commit_and_reports_completed_with_one_settlement(self, monkeypatch):
+        tenant = TenantFactory(balance_micros=INITIAL)
+        run = make_run(tenant)
+        monkeypatch.setattr(worker, "run_finalize_commit", answer_lost_once(run_finalize_commit))
+
+        outcome = worker.run_execute(run_id=run.pk)
+
+        run.refresh_from_db()
+        assert outcome == "completed"
+        assert (run.status, run.money_state) == ("COMPLETED", "SETTLED")
+        assert Journal.objects.filter(run_id=run.pk, phase="FINALIZE").count() == 1
+        call_command("check_ledger")
