@@ -216,11 +216,24 @@ DPP_LEASE_SECONDS = env_int("DPP_LEASE_SECONDS", 120, minimum=2)
 DPP_HEARTBEAT_SECONDS = env_int("DPP_HEARTBEAT_SECONDS", 30, minimum=1)
 if DPP_HEARTBEAT_SECONDS >= DPP_LEASE_SECONDS:
     raise ImproperlyConfigured("DPP_HEARTBEAT_SECONDS must be shorter than DPP_LEASE_SECONDS")
+# A lease never reaches past the run's start + its timebox + this grace (issue 15, item 4); the
+# run task's hard time limit (a backstop for a pack blocked in native code) is the longest
+# timebox + this grace + the time finalization may take.
+DPP_LEASE_GRACE_SECONDS = env_int("DPP_LEASE_GRACE_SECONDS", 60, minimum=1)
+DPP_MAX_TIMEBOX_SECONDS = 90
+DPP_RUN_TASK_TIME_LIMIT_SECONDS = DPP_MAX_TIMEBOX_SECONDS + DPP_LEASE_GRACE_SECONDS + 120
 DPP_REAPER_INTERVAL_SECONDS = env_int("DPP_REAPER_INTERVAL_SECONDS", 30, minimum=1)
 DPP_RECONCILE_AFTER_SECONDS = env_int("DPP_RECONCILE_AFTER_SECONDS", 300, minimum=1)
+# A claim whose S3 receipt cannot be read (any error but "no such object") this long after the
+# claim goes to an operator as AUDIT_REQUIRED (issue 15, item 3).
+DPP_RECONCILE_GIVE_UP_SECONDS = env_int("DPP_RECONCILE_GIVE_UP_SECONDS", 6 * 3600, minimum=60)
+if DPP_RECONCILE_GIVE_UP_SECONDS <= DPP_RECONCILE_AFTER_SECONDS:
+    raise ImproperlyConfigured("DPP_RECONCILE_GIVE_UP_SECONDS must be longer than DPP_RECONCILE_AFTER_SECONDS")
 DPP_RECONCILE_INTERVAL_SECONDS = env_int("DPP_RECONCILE_INTERVAL_SECONDS", 60, minimum=1)
 DPP_OUTBOX_INTERVAL_SECONDS = env_int("DPP_OUTBOX_INTERVAL_SECONDS", 30, minimum=1)
 DPP_RESULT_URL_SECONDS = env_int("DPP_RESULT_URL_SECONDS", 600, minimum=1, maximum=7 * 24 * 3600)
+# Retention drains its backlog in one pass per hour for at most this long (issue 15, item 1).
+DPP_RETENTION_BUDGET_SECONDS = env_int("DPP_RETENTION_BUDGET_SECONDS", 600, minimum=1, maximum=3000)
 DPP_REAPER_BATCH_SIZE = env_int("DPP_REAPER_BATCH_SIZE", 100, minimum=1, maximum=10_000)
 DPP_RUN_QUEUE_DEADLINE_SECONDS = env_int("DPP_RUN_QUEUE_DEADLINE_SECONDS", 3600, minimum=1)
 DPP_LAST_USED_DEBOUNCE_SECONDS = env_int("DPP_LAST_USED_DEBOUNCE_SECONDS", 60, minimum=0)

@@ -36,6 +36,9 @@ class ResolveAuditForm(forms.Form):
     action = forms.ChoiceField(choices=ACTIONS, widget=forms.RadioSelect)
     amount_usd = forms.CharField(required=False, help_text="For 'settle at amount': e.g. 0.0104 (at most the reservation)")
     reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), help_text="Required: why this decision.")
+    acknowledge_receipt_mismatch = forms.BooleanField(
+        required=False, label="I acknowledge the receipt's token is not the claim's",
+        help_text="Required to settle at a receipt written under another finalize token (shown above).")
 
     def clean(self):
         data = super().clean()
@@ -135,23 +138,29 @@ class RunAdmin(RunAdminBase):
             raise PermissionDenied
         run = get_object_or_404(Run, pk=run_id)
         form = ResolveAuditForm(request.POST or None)
-        if request.method == "POST" and form.is_valid():
-            receipt = None
-            if form.cleaned_data["action"] == "settle_receipt" and run.result_key:
+        receipt, receipt_error = None, ""
+        if run.result_key:
+            try:
                 receipt = storage.receipt_get(bucket=run.result_bucket, key=run.result_key)  # outside transactions
+            except Exception as error:  # S3 down: say so, do not fail the page
+                receipt_error = f"S3 unavailable: {type(error).__name__}"
+        if request.method == "POST" and form.is_valid():
             try:
                 run_resolve_audit(
                     run_id=run.pk, action=form.cleaned_data["action"], actor=f"admin:{request.user.get_username()}",
                     reason=form.cleaned_data["reason"], amount_micros=form.cleaned_data.get("amount_micros"),
-                    receipt=receipt,
+                    receipt=receipt if form.cleaned_data["action"] == "settle_receipt" else None,
+                    acknowledge_receipt_mismatch=form.cleaned_data["acknowledge_receipt_mismatch"],
                 )
             except AuditResolutionRefused as error:
                 messages.error(request, str(error.detail))
             else:
                 messages.success(request, f"Run {run.pk} resolved: {form.cleaned_data['action']}.")
                 return redirect(reverse("admin:runs_run_change", args=[run.pk]))
+        mismatch = receipt is not None and receipt.finalize_token != str(run.finalize_token)
         context = {**self.admin_site.each_context(request), "title": f"Resolve run {run.pk}", "run": run,
-                   "form": form, "reserved_usd": micros_to_usd(run.reserved_micros), "opts": self.model._meta}
+                   "form": form, "reserved_usd": micros_to_usd(run.reserved_micros), "opts": self.model._meta,
+                   "receipt": receipt, "receipt_error": receipt_error, "token_mismatch": mismatch}
         return TemplateResponse(request, "admin/runs/resolve_audit.html", context)
 
     def ops_view(self, request):

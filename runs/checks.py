@@ -6,7 +6,7 @@ from django.db import connection
 
 from billing.checks import Violation
 from runs import storage
-from runs.models import Run
+from runs.models import Run, RunEvent
 
 _RUN_LEDGER_SQL = """
 WITH per_run AS (
@@ -105,11 +105,19 @@ def receipt_violations(*, limit: int | None = None) -> list[Violation]:
         receipt = storage.receipt_get(bucket=run.result_bucket, key=run.result_key)
         if receipt is None:
             violations.append(Violation("completed runs have their S3 receipt", f"run {run.pk}: no object"))
-        elif (receipt.actual_cost_micros != run.actual_cost_micros
-              or receipt.finalize_token != str(run.finalize_token) or receipt.sha256 != run.result_sha256):
+        elif (receipt.actual_cost_micros != run.actual_cost_micros or receipt.sha256 != run.result_sha256
+              or (receipt.finalize_token != str(run.finalize_token)
+                  and not _receipt_token_accepted(run_id=run.pk, token=receipt.finalize_token))):
             violations.append(Violation(
                 "every COMPLETED run's charge equals its S3 receipt",
                 f"run {run.pk}: charged {run.actual_cost_micros}, receipt {receipt.actual_cost_micros} "
                 f"(token {receipt.finalize_token} vs {run.finalize_token})",
             ))
     return violations
+
+
+def _receipt_token_accepted(*, run_id, token) -> bool:
+    """An operator settled the run at this very receipt, acknowledging its token mismatch
+    (runs.services.audit.run_resolve_audit records that decision in the audit row)."""
+    return RunEvent.objects.filter(run_id=run_id, kind="OPERATOR_SETTLE_RECEIPT",
+                                   data__accepted_receipt_token=token).exists()

@@ -11,6 +11,7 @@ transactions. Each pass returns its counts and logs them in one structured line.
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
 from datetime import datetime, timedelta
 
@@ -29,16 +30,18 @@ from runs.services import (
     run_fail_never_started,
     run_finalize_commit,
     run_mark_audit_required,
-    run_mark_result_deleted,
     run_reap_zombie,
     run_resend,
     run_roll_back_claim,
+    runs_mark_results_deleted,
 )
 
 logger = logging.getLogger(__name__)
 
 OUTBOX_GRACE_SECONDS = 5  # the relay normally sends and confirms within milliseconds of the commit
 MAX_BACKOFF_DOUBLINGS = 6  # resends of a waiting run at most every 64 leases
+RETENTION_BATCH_SIZE = 1000  # S3 DeleteObjects takes at most 1,000 keys per request
+MAX_RETENTION_BATCHES = 10_000  # a hard bound on one pass besides its time budget
 
 
 # --- The candidates of each pass: each query reads a partial index (see Run.Meta.indexes), so a
@@ -84,7 +87,11 @@ def _outbox_stale(now: datetime):
 
 
 def _retention(now: datetime):
-    return Run.objects.filter(retention_until__lte=now, result_deleted_at__isnull=True).exclude(result_key="")
+    # Only finished runs whose money is settled or refunded: a run awaiting an audit keeps its evidence.
+    return Run.objects.filter(
+        retention_until__lte=now, result_deleted_at__isnull=True, status__in=Run.TERMINAL_STATUSES,
+        money_state__in=(Run.MoneyState.SETTLED, Run.MoneyState.REFUNDED),
+    ).exclude(result_key="")
 
 
 def reaper_candidate_queries(*, now: datetime, limit: int | None = None) -> dict:
@@ -153,9 +160,17 @@ def claims_reconcile(*, now: datetime, limit: int | None = None) -> dict:
 def _reconcile_one(*, run: Run, now: datetime) -> str:
     try:
         receipt = storage.receipt_get(bucket=run.result_bucket, key=run.result_key)  # outside any transaction
-    except Exception:
-        logger.warning("S3 unavailable; the run stays CLAIMED until the next pass", exc_info=True)
-        return "undecided"
+    except Exception as error:
+        # Any answer but a 404 (a 403 from a role without s3:ListBucket, a timeout, ...) leaves the
+        # run undecided; past DPP_RECONCILE_GIVE_UP_SECONDS since the claim an operator decides, so
+        # the customer's money is never held forever.
+        waited = (now - run.finalize_claimed_at).total_seconds()
+        if waited < settings.DPP_RECONCILE_GIVE_UP_SECONDS:
+            logger.warning("S3 unavailable; the run stays CLAIMED until the next pass", exc_info=True)
+            return "undecided"
+        why = f"the receipt could not be read for {int(waited)} s: {type(error).__name__}: {error}"
+        return "audit_required" if run_mark_audit_required(run=run, why=why[:1000], now=now,
+                                                           data={"receipt_error": str(error)[:500]}) else "lost"
     if receipt is None:
         return "rolled_back" if run_roll_back_claim(run=run, now=now) else "lost"
     problems = []
@@ -203,16 +218,45 @@ def outbox_sweep(*, now: datetime, limit: int | None = None) -> dict:
     return _report("outbox", counts)
 
 
-def results_expire(*, now: datetime, limit: int | None = None) -> dict:
-    """Delete results past retention from S3; the row stays and its owner gets 410."""
+def results_expire(*, now: datetime, limit: int | None = None, budget_seconds: float | None = None) -> dict:
+    """Delete results past retention from S3; the row stays and its owner gets 410.
+
+    Only finished runs whose money is settled or refunded lose their result: a run awaiting an
+    audit (or still open) keeps its evidence. The pass drains the backlog in batches (one S3
+    DeleteObjects request per bucket and batch, up to 1,000 keys) until nothing is left or
+    ``budget_seconds`` (DPP_RETENTION_BUDGET_SECONDS) has passed; a key S3 refused stays for the
+    next pass and never blocks the rest (the batches walk forward by retention date and id)."""
     counts: Counter = Counter()
-    for run in _retention(now).order_by("retention_until")[: limit or settings.DPP_REAPER_BATCH_SIZE]:
-        try:
-            storage.envelope_delete(bucket=run.result_bucket, key=run.result_key)
-        except Exception:
-            counts["errors"] += 1
-            logger.warning("result deletion failed; retried next pass", exc_info=True,
-                           extra={"run_id": str(run.pk)})
-            continue
-        counts["deleted" if run_mark_result_deleted(run=run, now=now) else "lost"] += 1
-    return _report("retention", counts)
+    budget = settings.DPP_RETENTION_BUDGET_SECONDS if budget_seconds is None else budget_seconds
+    stop_at = time.monotonic() + budget
+    batch_size = min(limit or RETENTION_BATCH_SIZE, RETENTION_BATCH_SIZE)
+    candidates = _retention(now)
+    after = None
+    for _ in range(MAX_RETENTION_BATCHES):
+        page = candidates
+        if after is not None:
+            page = page.filter(Q(retention_until__gt=after[0]) | Q(retention_until=after[0], pk__gt=after[1]))
+        batch = list(page.order_by("retention_until", "pk").values_list("pk", "retention_until", "result_bucket",
+                                                                         "result_key")[:batch_size])
+        if not batch:
+            break
+        after = (batch[-1][1], batch[-1][0])
+        by_bucket: dict[str, list[tuple]] = {}
+        for run_id, _, bucket, key in batch:
+            by_bucket.setdefault(bucket, []).append((run_id, key))
+        deleted_ids = []
+        for bucket, items in by_bucket.items():
+            try:
+                refused = storage.envelopes_delete(bucket=bucket, keys=[key for _, key in items])
+            except Exception:
+                logger.warning("result deletion failed; retried next pass", exc_info=True, extra={"bucket": bucket})
+                counts["errors"] += len(items)
+                continue
+            counts["errors"] += len(refused)
+            deleted_ids += [run_id for run_id, key in items if key not in refused]
+        marked = runs_mark_results_deleted(run_ids=deleted_ids, now=now)
+        counts["deleted"] += marked
+        counts["lost"] += len(deleted_ids) - marked
+        if len(batch) < batch_size or time.monotonic() >= stop_at:
+            break
+    return _report("retention", +counts)  # + drops the zero counts

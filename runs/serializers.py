@@ -9,6 +9,7 @@ import re
 from datetime import timedelta
 from decimal import Decimal
 
+from django.conf import settings
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -18,6 +19,7 @@ from billing.serializers import UsdField
 from dpp.context import sane_or_none
 from runs.models import Run
 from runs.packs import PackInputError, pack_get
+from runs.reasons import reason_text
 from runs.webhooks.serializers import RunWebhookInput
 
 IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{8,64}$")
@@ -43,7 +45,8 @@ class StrictFieldsMixin:
 
 class RunReservationInput(StrictFieldsMixin, serializers.Serializer):
     max_cost_usd = UsdField(source="max_cost_micros")  # validated as micros
-    timebox_sec = serializers.IntegerField(min_value=1, max_value=90, default=90)
+    timebox_sec = serializers.IntegerField(min_value=1, max_value=settings.DPP_MAX_TIMEBOX_SECONDS,
+                                           default=settings.DPP_MAX_TIMEBOX_SECONDS)
     min_reliability_score = serializers.DecimalField(
         max_digits=5, decimal_places=4, min_value=Decimal("0"), max_value=Decimal("1"), required=False,
         allow_null=True,
@@ -78,10 +81,6 @@ class RunCreateInput(StrictFieldsMixin, serializers.Serializer):
         except PackInputError as error:
             raise serializers.ValidationError({"inputs": {error.field: [error.message]}}) from None
         return attrs
-
-
-AWAITING_REVIEW = ("This run awaits an operator's review of its charge; its reservation stays held until then. "
-                   "It no longer counts against your concurrent-runs limit.")
 
 
 class StrictCharField(serializers.CharField):
@@ -142,8 +141,14 @@ class RunResultOutput(serializers.Serializer):
 
 
 class RunErrorOutput(serializers.Serializer):
+    """A stable reason code and its fixed text (runs/reasons.py); never an operator's note or a
+    diagnostic."""
+
     reason_code = serializers.CharField(source="error_reason")
-    detail = serializers.CharField(source="error_detail")
+    detail = serializers.SerializerMethodField()
+
+    def get_detail(self, run: Run) -> str:
+        return reason_text(run.error_reason, run.error_detail)
 
 
 class RunMetaOutput(serializers.Serializer):
@@ -172,7 +177,7 @@ class RunOutput(RunIdentityOutput):
     def get_error(self, run: Run) -> dict | None:
         if run.money_state == Run.MoneyState.AUDIT_REQUIRED:
             # The operators' reasons stay internal; the client learns what happens next.
-            return {"reason_code": "AUDIT_REQUIRED", "detail": AWAITING_REVIEW}
+            return {"reason_code": "AUDIT_REQUIRED", "detail": reason_text("AUDIT_REQUIRED")}
         return RunErrorOutput(run).data if run.error_reason else None
 
 

@@ -48,8 +48,15 @@ def receipt_get(*, bucket: str, key: str) -> Receipt | None:
     return Receipt(actual_cost_micros=cost, finalize_token=meta.get(RECEIPT_TOKEN), sha256=meta.get(RECEIPT_SHA256))
 
 
-def envelope_delete(*, bucket: str, key: str) -> None:
-    s3_client().delete_object(Bucket=bucket, Key=key)
+def envelopes_delete(*, bucket: str, keys: list[str]) -> set[str]:
+    """Delete up to 1,000 objects in one request; returns the keys S3 refused to delete (a key
+    that does not exist counts as deleted)."""
+    if not keys:
+        return set()
+    answer = s3_client().delete_objects(
+        Bucket=bucket, Delete={"Objects": [{"Key": key} for key in keys], "Quiet": True}
+    )
+    return {error["Key"] for error in answer.get("Errors", [])}
 
 
 def presigned_url(*, bucket: str, key: str, now: datetime | None = None) -> tuple[str, datetime]:

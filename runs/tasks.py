@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 
 from celery import shared_task
-from django.utils import timezone
+from django.conf import settings
 
+from dpp.clock import db_now
 from runs.reaper import claims_reconcile, outbox_sweep, results_expire, zombies_reap
 from runs.worker import SqsMessage, run_execute
 
@@ -31,8 +32,11 @@ def _sqs_message(request) -> SqsMessage | None:
     return None
 
 
+# The hard time limit is a backstop for a pack blocked where the timebox's signal cannot reach
+# (native code): the pool kills the child, the lease (capped at start + timebox + grace) expires
+# and the reaper settles the run.
 @shared_task(bind=True, name="runs.tasks.run_execute_task", acks_late=True, reject_on_worker_lost=True,
-             ignore_result=True)
+             ignore_result=True, time_limit=settings.DPP_RUN_TASK_TIME_LIMIT_SECONDS)
 def run_execute_task(self, *, run_id: str) -> str:
     # The log context (request id, trace id, run id) is bound from the headers by dpp/celery.py;
     # the heartbeat thread gets it passed explicitly.
@@ -51,19 +55,19 @@ def run_execute_task(self, *, run_id: str) -> str:
 
 @shared_task(name="runs.tasks.zombies_reap_task", ignore_result=True)
 def zombies_reap_task() -> dict:
-    return zombies_reap(now=timezone.now())
+    return zombies_reap(now=db_now())  # one clock for lease times: the database's
 
 
 @shared_task(name="runs.tasks.claims_reconcile_task", ignore_result=True)
 def claims_reconcile_task() -> dict:
-    return claims_reconcile(now=timezone.now())
+    return claims_reconcile(now=db_now())  # one clock for lease times: the database's
 
 
 @shared_task(name="runs.tasks.outbox_sweep_task", ignore_result=True)
 def outbox_sweep_task() -> dict:
-    return outbox_sweep(now=timezone.now())
+    return outbox_sweep(now=db_now())  # one clock for lease times: the database's
 
 
 @shared_task(name="runs.tasks.results_expire_task", ignore_result=True)
 def results_expire_task() -> dict:
-    return results_expire(now=timezone.now())
+    return results_expire(now=db_now())  # one clock for lease times: the database's

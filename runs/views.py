@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.pagination import CursorPagination
@@ -53,10 +54,13 @@ def _cost_headers(run: Run) -> dict[str, str]:
 
 
 def _results(runs) -> dict:
-    """Presigned result links of completed runs whose result still exists (signed locally)."""
+    """Presigned result links of completed runs whose result still exists and whose retention has
+    not passed (signed locally). Past retention no endpoint hands out a link, deleted yet or not."""
     results = {}
+    now = timezone.now()
     for run in runs:
-        if run.status == Run.Status.COMPLETED and run.result_key and run.result_deleted_at is None:
+        if (run.status == Run.Status.COMPLETED and run.result_key and run.result_deleted_at is None
+                and not run_is_expired(run=run, now=now)):
             url, expires_at = presigned_url(bucket=run.result_bucket, key=run.result_key)
             results[run.pk] = {"presigned_url": url, "sha256": run.result_sha256, "expires_at": expires_at}
     return results

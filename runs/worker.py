@@ -22,6 +22,7 @@ import logging
 import signal
 import threading
 import time
+import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -50,14 +51,17 @@ logger = logging.getLogger(__name__)
 UPLOAD_ATTEMPTS = 3
 DB_ATTEMPTS = 3
 ENVELOPE_SCHEMA_VERSION = "1"
+# Failures that are the platform's, not the pack's nor the customer's: the run is refunded.
+PLATFORM_FAULTS = frozenset({"PACK_UNAVAILABLE"})
 
 
 def with_db_reconnect(call, /, **kwargs):
     """Call the state transition ``call(**kwargs)``, reconnecting when the database connection
     was dropped (at most DB_ATTEMPTS tries).
 
-    Retrying is safe: every transition is a compare-and-set, so a retry of one that did commit
-    (its answer lost with the connection) simply loses and reports "another actor won"."""
+    Retrying is safe: every transition is a compare-and-set. The claims take a token the caller
+    chose before the first attempt, so a retry of one that did commit (its answer lost with the
+    connection) finds the run already holding that token and reports a win, not a loss."""
     for attempt in range(1, DB_ATTEMPTS + 1):
         try:
             return call(**kwargs)
@@ -109,37 +113,37 @@ class PackStopper:
 @contextmanager
 def timebox(seconds: int, *, stopper: PackStopper | None = None):
     """Interrupt the block after ``seconds`` (SIGALRM; the pool runs tasks on the main thread),
-    or as soon as ``stopper`` is stopped (LeaseLost). Off the main thread, the elapsed time and
-    the stopper are checked afterwards instead."""
+    or as soon as ``stopper`` is stopped (LeaseLost). The stopper and the elapsed time are checked
+    again when the block returns, on any thread: a pack that swallowed the interruption
+    (``except BaseException``) still ran over and is not charged as if it had completed."""
     started = time.monotonic()
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        if stopper is not None and stopper.requested.is_set():
-            raise LeaseLost()
-        if time.monotonic() - started > seconds:
+    if threading.current_thread() is threading.main_thread():
+        def _expired(signum, frame):
+            if stopper is not None and stopper.requested.is_set():
+                raise LeaseLost()
             raise TimeboxExceeded()
-        return
 
-    def _expired(signum, frame):
-        if stopper is not None and stopper.requested.is_set():
-            raise LeaseLost()
-        raise TimeboxExceeded()
-
-    previous = signal.signal(signal.SIGALRM, _expired)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    if stopper is not None:
-        stopper.arm()
-        if stopper.requested.is_set():  # stopped before the timebox was armed
-            signal.setitimer(signal.ITIMER_REAL, 0.001)
-    try:
-        yield
-    finally:
+        previous = signal.signal(signal.SIGALRM, _expired)
+        signal.setitimer(signal.ITIMER_REAL, seconds)
+        if stopper is not None:
+            stopper.arm()
+            if stopper.requested.is_set():  # stopped before the timebox was armed
+                signal.setitimer(signal.ITIMER_REAL, 0.001)
         try:
-            if stopper is not None:
-                stopper.disarm()
-        finally:  # even when the stop lands during disarm (the LeaseLost then propagates)
-            signal.setitimer(signal.ITIMER_REAL, 0)
-            signal.signal(signal.SIGALRM, previous)
+            yield
+        finally:
+            try:
+                if stopper is not None:
+                    stopper.disarm()
+            finally:  # even when the stop lands during disarm (the LeaseLost then propagates)
+                signal.setitimer(signal.ITIMER_REAL, 0)
+                signal.signal(signal.SIGALRM, previous)
+    else:
+        yield
+    if stopper is not None and stopper.requested.is_set():
+        raise LeaseLost()
+    if time.monotonic() - started > seconds:
+        raise TimeboxExceeded()
 
 
 @dataclass(frozen=True)
@@ -227,7 +231,7 @@ def envelope_build(*, run: Run, data: dict, charge_micros: int, logs: list, arti
 def run_execute(*, run_id, message: SqsMessage | None = None, log_context: dict | None = None) -> str:
     """Execute one run; returns what happened (for logs and tests)."""
     fault_point("before_lease_claim")
-    run = with_db_reconnect(run_claim_lease, run_id=run_id)
+    run = with_db_reconnect(run_claim_lease, run_id=run_id, lease_token=uuid.uuid4())
     if run is None:
         # A duplicate or redelivered message, or a run canceled (or failed) before it started.
         logger.info("message for a run that is not QUEUED: acknowledged and ignored")
@@ -252,7 +256,9 @@ def run_execute(*, run_id, message: SqsMessage | None = None, log_context: dict 
         return "timebox_exceeded"
     except PackExecutionError as error:
         heartbeat.stop()
-        with_db_reconnect(run_fail_by_worker, run=run, reason=error.reason_code, detail=error.detail)
+        # PACK_UNAVAILABLE is the platform's fault (a rolling deploy): everything is released.
+        with_db_reconnect(run_fail_by_worker, run=run, reason=error.reason_code, detail=error.detail,
+                          refund=error.reason_code in PLATFORM_FAULTS)
         return "pack_failed"
     except Exception as error:
         heartbeat.stop()
@@ -286,15 +292,23 @@ def _finalize(*, run: Run, result) -> str:
         logger.error("pack reported a cost above the reservation; charging the cap",
                      extra={"reported_micros": charge, "reserved_micros": run.reserved_micros})
         charge = run.reserved_micros
+    # The envelope is built and hashed BEFORE the claim: a pack returning data JSON cannot
+    # encode fails here, under its lease, instead of leaving the run CLAIMED for the reconciler.
+    try:
+        body = envelope_build(run=run, data=result.data, charge_micros=charge, logs=list(result.logs),
+                              artifacts=list(result.artifacts))
+    except (TypeError, ValueError, RecursionError) as error:
+        logger.warning("the pack's result cannot be serialised", exc_info=True)
+        with_db_reconnect(run_fail_by_worker, run=run, reason="PACK_ERROR",
+                          detail=f"the pack returned a result that cannot be serialised ({type(error).__name__})")
+        return "pack_error"
+    sha256 = hashlib.sha256(body).hexdigest()
     fault_point("before_finalize_claim")
-    token = with_db_reconnect(run_finalize_claim, run=run)
+    token = with_db_reconnect(run_finalize_claim, run=run, finalize_token=uuid.uuid4())
     if token is None:
         logger.warning("finalize claim lost: another actor finalized this run")
         return "claim_lost"
     fault_point("after_claim")
-    body = envelope_build(run=run, data=result.data, charge_micros=charge, logs=list(result.logs),
-                          artifacts=list(result.artifacts))
-    sha256 = hashlib.sha256(body).hexdigest()
     for attempt in range(1, UPLOAD_ATTEMPTS + 1):
         try:
             storage.envelope_put(bucket=run.result_bucket, key=run.result_key, body=body, sha256=sha256,

@@ -23,9 +23,9 @@ from runs.services.outbox import run_enqueue, run_resend, run_resend_claim, run_
 from runs.services.recover import (
     run_fail_never_started,
     run_mark_audit_required,
-    run_mark_result_deleted,
     run_reap_zombie,
     run_roll_back_claim,
+    runs_mark_results_deleted,
 )
 from runs.services.submit import (
     ConcurrentRunsExceeded,
@@ -59,7 +59,6 @@ __all__ = [
     "run_finalize_claim",
     "run_finalize_commit",
     "run_mark_audit_required",
-    "run_mark_result_deleted",
     "run_reap_zombie",
     "run_resend",
     "run_resend_claim",
@@ -68,4 +67,5 @@ __all__ = [
     "run_roll_back_claim",
     "run_webhook_event_record",
     "run_webhook_payload",
+    "runs_mark_results_deleted",
 ]

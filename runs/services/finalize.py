@@ -34,11 +34,14 @@ def result_key_for(run: Run) -> str:
     return f"runs/{run.tenant_id}/{run.pk}/pack_envelope.json"
 
 
-def run_finalize_claim(*, run: Run, now: datetime | None = None) -> uuid.UUID | None:
-    """Phase 1: PROCESSING/NONE -> CLAIMED with a finalize token and the result's pointers, so a
-    reconciler can find the object whatever happens next. None when another actor won."""
+def run_finalize_claim(*, run: Run, finalize_token: uuid.UUID | None = None,
+                       now: datetime | None = None) -> uuid.UUID | None:
+    """Phase 1: PROCESSING/NONE -> CLAIMED with the finalize token ``finalize_token`` (chosen by
+    the caller before its first attempt) and the result's pointers, so a reconciler can find the
+    object whatever happens next. None when another actor won; the token when the run is already
+    CLAIMED with it (a retry after a lost commit acknowledgement)."""
     now = now or timezone.now()
-    token = uuid.uuid4()
+    token = finalize_token or uuid.uuid4()
     bucket, key = settings.DPP_RESULT_BUCKET, result_key_for(run)
     with transaction.atomic():
         won = Run.objects.filter(
@@ -49,12 +52,23 @@ def run_finalize_claim(*, run: Run, now: datetime | None = None) -> uuid.UUID | 
             result_bucket=bucket, result_key=key, version=F("version") + 1, updated_at=now,
         )
         if won != 1:
-            return None
+            mine = Run.objects.filter(pk=run.pk, status=Run.Status.PROCESSING, lease_token=run.lease_token,
+                                      finalize_stage=Run.FinalizeStage.CLAIMED, finalize_token=token).first()
+            if mine is None:
+                return None
+            _finalize_claim_adopt(run, mine)
+            return token
         run_event_record(run, kind="FINALIZE_CLAIMED", actor="worker", data={"finalize_token": str(token), "key": key})
     run.version += 1
     run.finalize_stage, run.finalize_token, run.finalize_claimed_at = Run.FinalizeStage.CLAIMED, token, now
     run.result_bucket, run.result_key = bucket, key
     return token
+
+
+def _finalize_claim_adopt(run: Run, stored: Run) -> None:
+    """The caller's copy of ``run`` takes the claim's fields as the database holds them."""
+    for name in ("version", "finalize_stage", "finalize_token", "finalize_claimed_at", "result_bucket", "result_key"):
+        setattr(run, name, getattr(stored, name))
 
 
 def run_finalize_commit(*, run: Run, finalize_token, charge_micros: int, sha256: str, actor: str = "worker",
@@ -71,7 +85,9 @@ def run_finalize_commit(*, run: Run, finalize_token, charge_micros: int, sha256:
             finished_at=now, lease_expires_at=None, version=F("version") + 1, updated_at=now,
         )
         if won != 1:
-            return False
+            # "Already mine": a retry after the first attempt committed but its answer was lost.
+            return Run.objects.filter(pk=run.pk, status=Run.Status.COMPLETED, finalize_token=finalize_token,
+                                      actual_cost_micros=charge_micros, result_sha256=sha256).exists()
         reservation_settle(tenant_id=run.tenant_id, run_id=run.pk, charge_micros=charge_micros,
                            release_slot=True, memo=f"run {run.pk} completed")
         run_event_record(run, kind="COMPLETED", actor=actor, from_status=Run.Status.PROCESSING,

@@ -70,5 +70,10 @@ def run_mark_audit_required(*, run: Run, why: str, now: datetime, data: dict | N
     return True
 
 
-def run_mark_result_deleted(*, run: Run, now: datetime) -> bool:
-    return Run.objects.filter(pk=run.pk, result_deleted_at__isnull=True).update(result_deleted_at=now) == 1
+def runs_mark_results_deleted(*, run_ids, now: datetime) -> int:
+    """Record that retention deleted these runs' results (the owner then gets 410). Guarded as the
+    pass's query was: only finished, settled or refunded runs, not already marked."""
+    return Run.objects.filter(
+        pk__in=list(run_ids), result_deleted_at__isnull=True, status__in=Run.TERMINAL_STATUSES,
+        money_state__in=(Run.MoneyState.SETTLED, Run.MoneyState.REFUNDED),
+    ).update(result_deleted_at=now)

@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import urllib.error
 import urllib.request
 import uuid
@@ -47,6 +48,7 @@ class Process:
         self.stopped_on_purpose = False
 
     def start(self) -> Process:
+        self.started_at = time.monotonic()
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(self.argv, cwd=REPO, env=self.env, stdout=self._log,
                                         stderr=subprocess.STDOUT, start_new_session=True)
@@ -127,11 +129,18 @@ class Platform:
         return self
 
     def _supervise(self) -> None:
-        """Restart a worker that died on its own, as systemd or compose's restart policy would.
+        """Restart a worker or beat that died on its own, as systemd or compose's restart policy would.
 
         (kombu's SQS consumer stops the whole worker when the endpoint vanishes mid-poll; see
         docs/RELIABILITY.md.) Workers killed or stopped by a drill stay down."""
         while not self._supervising.wait(0.5):
+            # celery-beat exits when PostgreSQL is unreachable (its DatabaseScheduler's query
+            # raises); compose's restart policy brings it back, and so does this supervisor.
+            for index, beat in enumerate(list(self.beats)):
+                if not beat.alive and not beat.stopped_on_purpose and time.monotonic() - beat.started_at > 3:
+                    beat.stopped_on_purpose = True
+                    self.restarts += 1
+                    self.beats[index] = self.start_beat()
             for index, worker in enumerate(list(self.workers)):
                 if not worker.alive and not worker.stopped_on_purpose:
                     worker.stopped_on_purpose = True

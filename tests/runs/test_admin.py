@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import uuid
 from datetime import timedelta
 
 import pytest
 from django.contrib.auth.models import Permission, User
+from django.core.management import call_command
 from django.utils import timezone
 
 from billing.models import Journal, Wallet
@@ -25,6 +27,18 @@ INITIAL = 10_000_000
 @pytest.fixture(autouse=True)
 def _broker_and_bucket(no_broker, result_bucket):
     """Every test here: no queue sends, and the results bucket exists."""
+
+
+@pytest.fixture(autouse=True)
+def _ledger_checked_after_each_decision(_broker_and_bucket):
+    """check_ledger (S3 receipts included) runs at the end of every test here: a decision that
+    leaves the ledger or the receipts check red fails the test that took it."""
+    yield
+    out = io.StringIO()
+    try:
+        call_command("check_ledger", stdout=out)
+    except SystemExit:
+        pytest.fail(f"check_ledger failed after the test:\n{out.getvalue()}")
 
 
 @pytest.fixture
@@ -56,7 +70,8 @@ class TestResolveAudit:
         operator = staff(can_resolve=True)
         client.force_login(operator)
         url = f"/admin/runs/run/{audit_run.pk}/resolve/"
-        form = {"action": "settle_receipt", "reason": "receipt verified by hand, token mismatch from a retry"}
+        form = {"action": "settle_receipt", "reason": "receipt verified by hand, token mismatch from a retry",
+                "acknowledge_receipt_mismatch": "on"}
 
         first = client.post(url, form)
         second = client.post(url, form)  # clicked twice
@@ -70,6 +85,23 @@ class TestResolveAudit:
         audit = RunEvent.objects.get(run=run, kind="OPERATOR_SETTLE_RECEIPT")
         assert audit.actor == f"admin:{operator.username}"
         assert audit.reason.startswith("receipt verified") and audit.amount_micros == 12_300
+
+    def test_the_resolve_page_shows_the_token_mismatch(self, audit_run, client):
+        client.force_login(staff(can_resolve=True))
+
+        page = client.get(f"/admin/runs/run/{audit_run.pk}/resolve/").content.decode()
+
+        assert "Token mismatch" in page and str(audit_run.finalize_token) in page
+
+    def test_settling_at_a_mismatched_receipt_without_the_acknowledgement_is_refused(self, audit_run, client):
+        client.force_login(staff(can_resolve=True))
+
+        response = client.post(f"/admin/runs/run/{audit_run.pk}/resolve/",
+                               {"action": "settle_receipt", "reason": "looks fine"})
+
+        assert response.status_code == 200 and b"acknowledge the mismatch" in response.content
+        assert Run.objects.get(pk=audit_run.pk).money_state == "AUDIT_REQUIRED"
+        assert wallet(audit_run.tenant_id) == (INITIAL - 500_000, 500_000)
 
     def test_settling_at_an_entered_amount_charges_exactly_that(self, audit_run, client):
         client.force_login(staff(can_resolve=True))

@@ -9,8 +9,17 @@ import pytest
 from django.db import transaction
 from django.utils import timezone
 
-from runs.models import Run
-from runs.services import run_cancel, run_claim_lease, run_fail_by_worker, run_finalize_claim, run_finalize_commit
+from runs.models import Run, RunEvent
+from runs.reasons import PACK_FAILURE_TEXT, REASON_TEXTS
+from runs.services import (
+    run_cancel,
+    run_claim_lease,
+    run_fail_by_worker,
+    run_finalize_claim,
+    run_finalize_commit,
+    run_mark_audit_required,
+    run_resolve_audit,
+)
 from tests.runs.helpers import post_run, run_body
 
 pytestmark = pytest.mark.django_db
@@ -28,6 +37,12 @@ def complete(run: Run, charge: int) -> Run:
     run = run_claim_lease(run_id=run.pk)
     token = run_finalize_claim(run=run)
     assert run_finalize_commit(run=run, finalize_token=token, charge_micros=charge, sha256="ab" * 32)
+    return Run.objects.get(pk=run.pk)
+
+
+def run_finalize_claimed(run: Run) -> Run:
+    run = run_claim_lease(run_id=run.pk)
+    assert run_finalize_claim(run=run)
     return Run.objects.get(pk=run.pk)
 
 
@@ -60,8 +75,31 @@ class TestRunDetail:
         run = run_claim_lease(run_id=submit(auth_client, "0.5000").pk)
         run_fail_by_worker(run=run, reason="PACK_FAILED", detail="boom")
         body = auth_client.get(f"/v1/runs/{run.pk}").json()
-        assert body["error"] == {"reason_code": "PACK_FAILED", "detail": "boom"}
+        assert body["error"] == {"reason_code": "PACK_FAILED", "detail": PACK_FAILURE_TEXT}
         assert body["cost"]["used_usd"] == "0.0100"
+
+    def test_a_reconcilers_diagnostic_stays_in_the_events_and_the_client_reads_a_fixed_text(self, auth_client):
+        run = run_finalize_claimed(submit(auth_client, "0.5000"))
+        why = f"receipt token 1234 is not the claim's {run.finalize_token}"
+        assert run_mark_audit_required(run=run, why=why, now=timezone.now())
+
+        body = auth_client.get(f"/v1/runs/{run.pk}").json()
+
+        assert body["error"] == {"reason_code": "AUDIT_REQUIRED", "detail": REASON_TEXTS["AUDIT_REQUIRED"]}
+        assert str(run.finalize_token) not in str(body)
+        assert RunEvent.objects.get(run=run, kind="AUDIT_REQUIRED").reason == why
+
+    def test_an_operators_note_stays_in_the_events_and_the_client_reads_a_fixed_text(self, auth_client):
+        run = run_finalize_claimed(submit(auth_client, "0.5000"))
+        assert run_mark_audit_required(run=run, why="receipt has no readable cost", now=timezone.now())
+        note = "Called Bob at ACME: their agent loops; settle 0.01 and ban after the 3rd time."
+        run_resolve_audit(run_id=run.pk, action="settle_amount", actor="admin:ops", reason=note, amount_micros=10_000)
+
+        body = auth_client.get(f"/v1/runs/{run.pk}").json()
+
+        assert body["error"] == {"reason_code": "OPERATOR_RESOLVED", "detail": REASON_TEXTS["OPERATOR_RESOLVED"]}
+        assert "Bob" not in str(body)
+        assert RunEvent.objects.get(run=run, kind="OPERATOR_SETTLE_AMOUNT").reason == note
 
     @pytest.mark.parametrize("run_id", ["not-a-uuid", str(uuid.uuid4()), "1", "%00"])
     def test_a_missing_or_malformed_id_is_the_same_404(self, auth_client, run_id):

@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
+from botocore.exceptions import ClientError
 from django.db import connection
 from django.utils import timezone
 
@@ -15,7 +16,8 @@ from billing.models import Journal, Wallet
 from runs import storage
 from runs.models import Run, RunEvent
 from runs.reaper import claims_reconcile, outbox_sweep, results_expire, zombies_reap
-from runs.serializers import AWAITING_REVIEW, RunOutput
+from runs.reasons import REASON_TEXTS
+from runs.serializers import RunOutput
 from runs.services import (
     RunSubmission,
     run_claim_lease,
@@ -26,6 +28,7 @@ from runs.services import (
 )
 from tests.factories import TenantFactory
 from tests.runs.helpers import decision_inputs
+from tests.runs.test_enqueue import find_message
 
 pytestmark = pytest.mark.emulator
 
@@ -91,6 +94,35 @@ class TestZombieReaping:
         assert zombies_reap(now=timezone.now()) == {}
 
 
+def s3_refuses(**kwargs):
+    """An injected 403, what a role without s3:ListBucket gets for a missing key."""
+    raise ClientError({"Error": {"Code": "403", "Message": "Forbidden"}}, "HeadObject")
+
+
+@pytest.mark.django_db
+class TestReconciliationWhenS3KeepsFailing:
+    def test_a_recent_claim_stays_undecided_with_an_injected_403(self, monkeypatch):
+        tenant = TenantFactory(balance_micros=INITIAL)
+        run, _ = finalize_claimed(tenant, when=timezone.now() - LONG_AGO)
+        monkeypatch.setattr(storage, "receipt_get", s3_refuses)
+
+        assert claims_reconcile(now=timezone.now()) == {"undecided": 1}
+        assert Run.objects.get(pk=run.pk).money_state == "RESERVED"
+
+    def test_past_the_bound_the_run_goes_to_an_operator_with_the_reason_with_an_injected_403(self, monkeypatch):
+        tenant = TenantFactory(balance_micros=INITIAL)
+        run, _ = finalize_claimed(tenant, when=timezone.now() - timedelta(hours=7))
+        monkeypatch.setattr(storage, "receipt_get", s3_refuses)
+
+        assert claims_reconcile(now=timezone.now()) == {"audit_required": 1}
+
+        run.refresh_from_db()
+        assert (run.status, run.money_state) == ("PROCESSING", "AUDIT_REQUIRED")
+        event = RunEvent.objects.get(run=run, kind="AUDIT_REQUIRED")
+        assert "could not be read for 25" in event.reason and "403" in event.reason
+        assert wallet(tenant) == (INITIAL - 500_000, 500_000)  # nothing moved: an operator decides
+
+
 @pytest.mark.django_db
 class TestReconciliation:
     def test_a_receipt_with_the_claims_token_rolls_forward_at_the_receipts_cost(self):
@@ -142,7 +174,7 @@ class TestReconciliation:
         assert run.money_state == "AUDIT_REQUIRED" and why in run.error_detail
         assert wallet(tenant) == (INITIAL - 500_000, 500_000)
         assert Wallet.objects.get(tenant=tenant).active_runs == 0  # it no longer holds a concurrency slot
-        assert RunOutput(run).data["error"] == {"reason_code": "AUDIT_REQUIRED", "detail": AWAITING_REVIEW}
+        assert RunOutput(run).data["error"] == {"reason_code": "AUDIT_REQUIRED", "detail": REASON_TEXTS["AUDIT_REQUIRED"]}
         assert not Journal.objects.filter(run_id=run.pk, phase="FINALIZE").exists()
         critical = [r for r in caplog.records if getattr(r, "severity", None) == "CRITICAL"]
         assert critical and critical[0].levelname == "ERROR"
@@ -186,9 +218,8 @@ class TestOutbox:
         assert run.actual_cost_micros == 0
         assert wallet(tenant) == (INITIAL, 0)
 
-    def test_an_unconfirmed_enqueue_is_sent_again(self, monkeypatch):
-        sent = []
-        monkeypatch.setattr("runs.services.outbox.run_enqueue", lambda *, run_id, now: sent.append(run_id) or True)
+    def test_an_unconfirmed_enqueue_is_sent_again_and_lands_on_the_real_queue(self):
+        # The first send was lost (no_broker); the resend is the real one, to the emulator's SQS.
         tenant = TenantFactory(balance_micros=INITIAL)
         run = make_run(tenant, now=timezone.now() - timedelta(minutes=1))
         Run.objects.filter(pk=run.pk).update(created_at=timezone.now() - timedelta(minutes=1))
@@ -196,8 +227,12 @@ class TestOutbox:
         counts = outbox_sweep(now=timezone.now())
 
         assert counts == {"resent": 1}
-        assert sent == [run.pk]
+        message = find_message(str(run.pk))
+        assert message is not None and "runs.tasks.run_execute_task" in message["text"]
+        run.refresh_from_db()
+        assert run.enqueued_at is not None and run.enqueue_attempts == 1
         assert outbox_sweep(now=timezone.now()) == {}  # confirmed now: not sent twice
+        assert find_message(str(run.pk), timeout=2) is None
 
     def test_waiting_runs_are_not_resent_behind_a_backlog(self, monkeypatch):
         from django.conf import settings
@@ -269,6 +304,54 @@ class TestRetention:
         assert response.status_code == 410
         assert response["Content-Type"] == "application/problem+json"
         assert results_expire(now=timezone.now()) == {}
+
+    def test_one_pass_drains_a_backlog_larger_than_its_batch(self, tenant):
+        runs = [completed(tenant) for _ in range(25)]
+        Run.objects.filter(pk__in=[r.pk for r in runs]).update(retention_until=timezone.now() - timedelta(seconds=1))
+
+        counts = results_expire(now=timezone.now(), limit=10)
+
+        assert counts == {"deleted": 25}
+        assert Run.objects.filter(pk__in=[r.pk for r in runs], result_deleted_at__isnull=True).count() == 0
+        assert all(storage.receipt_get(bucket=r.result_bucket, key=r.result_key) is None for r in runs)
+
+    def test_a_pass_stops_at_its_time_budget_and_the_next_one_goes_on(self, tenant):
+        runs = [completed(tenant) for _ in range(5)]
+        Run.objects.filter(pk__in=[r.pk for r in runs]).update(retention_until=timezone.now() - timedelta(seconds=1))
+
+        assert results_expire(now=timezone.now(), limit=2, budget_seconds=0) == {"deleted": 2}
+        assert results_expire(now=timezone.now(), limit=2, budget_seconds=60) == {"deleted": 3}
+
+    def test_a_run_awaiting_an_audit_keeps_its_result_as_evidence(self, tenant):
+        run, token = finalize_claimed(tenant, when=timezone.now() - LONG_AGO)
+        storage.envelope_put(bucket=run.result_bucket, key=run.result_key, body=b"{}", sha256="c" * 64,
+                             actual_cost_micros=10_400, finalize_token=uuid.uuid4())  # another token
+        assert claims_reconcile(now=timezone.now()) == {"audit_required": 1}
+        Run.objects.filter(pk=run.pk).update(retention_until=timezone.now() - timedelta(seconds=1))
+
+        assert results_expire(now=timezone.now()) == {}
+
+        assert storage.receipt_get(bucket=run.result_bucket, key=run.result_key) is not None
+        assert Run.objects.get(pk=run.pk).result_deleted_at is None
+
+    def test_the_list_hands_out_no_link_past_retention(self, auth_client, tenant):
+        kept, expired = completed(tenant), completed(tenant)
+        Run.objects.filter(pk=expired.pk).update(retention_until=timezone.now() - timedelta(seconds=1))
+
+        items = {item["run_id"]: item for item in auth_client.get("/v1/runs").json()["results"]}
+
+        assert items[str(kept.pk)]["result"]["presigned_url"]
+        assert items[str(expired.pk)]["result"] is None
+        assert auth_client.get(f"/v1/runs/{expired.pk}").status_code == 410
+
+
+def completed(tenant) -> Run:
+    """A COMPLETED run with its result in S3."""
+    run, token = finalize_claimed(tenant, when=timezone.now())
+    storage.envelope_put(bucket=run.result_bucket, key=run.result_key, body=b"{}", sha256="c" * 64,
+                         actual_cost_micros=10_400, finalize_token=token)
+    assert run_finalize_commit(run=run, finalize_token=token, charge_micros=10_400, sha256="c" * 64)
+    return run
 
 
 def _in_threads(count: int, target) -> list:

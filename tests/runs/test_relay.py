@@ -172,3 +172,34 @@ class TestRelaysRunningAtOnce:
             thread.join(timeout=20)
         assert not thread.is_alive()
         assert find_message(str(run.pk)) is not None
+
+
+@pytest.mark.django_db(transaction=True)
+class TestSubmissionRollback:
+    def test_a_submission_that_rolls_back_leaves_nothing_to_send_and_moves_no_money(self, monkeypatch, no_broker):
+        """A real rollback on PostgreSQL: the failure is injected after the run row and its history
+        row were written inside the submission's transaction, so both roll back with it."""
+        from billing.models import Journal, Wallet
+        from runs.services import submit as submit_module
+
+        real_record = submit_module.run_event_record
+        inserted = []
+
+        def record_then_fail(run, **kwargs):
+            real_record(run, **kwargs)
+            inserted.append(run.pk)
+            raise RuntimeError("injected failure inside the submission transaction")
+
+        monkeypatch.setattr(submit_module, "run_event_record", record_then_fail)
+        tenant = TenantFactory(balance_micros=1_000_000)
+
+        with pytest.raises(RuntimeError):
+            submit(tenant)
+
+        assert len(inserted) == 1
+        assert not Run.objects.filter(pk=inserted[0]).exists()
+        wallet = Wallet.objects.get(tenant=tenant)
+        assert (wallet.available_micros, wallet.held_micros, wallet.active_runs) == (1_000_000, 0, 0)
+        assert not Journal.objects.filter(tenant=tenant, phase="RESERVE").exists()
+        with celery_app.producer_pool.acquire(block=True) as producer:
+            assert relay_batch(producer=producer, limit=10) == {"claimed": 0, "sent": 0, "failed": 0}
