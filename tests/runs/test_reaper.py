@@ -28,7 +28,7 @@ from runs.services import (
 )
 from tests.factories import TenantFactory
 from tests.runs.helpers import decision_inputs
-from tests.runs.test_enqueue import find_message
+from tests.runs.test_relay import find_message
 
 pytestmark = pytest.mark.emulator
 
