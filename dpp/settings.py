@@ -136,6 +136,11 @@ if "*" in CORS_ALLOWED_ORIGINS:
 AWS = configure_aws_environment(local=_LOCAL)
 AWS_DEFAULT_REGION = AWS.region
 DPP_QUEUE_NAME = env_str("DPP_QUEUE_NAME", "dpp-runs")
+# Periodic jobs (reaper, reconciler, outbox, retention) ride a queue and a worker of their own, so
+# a backlog of long runs never delays a refund or a reap (runs/schedule.py, Procfile `periodic`).
+DPP_PERIODIC_QUEUE_NAME = env_str("DPP_PERIODIC_QUEUE_NAME", f"{DPP_QUEUE_NAME}-periodic")
+if DPP_PERIODIC_QUEUE_NAME == DPP_QUEUE_NAME:
+    raise ImproperlyConfigured("DPP_PERIODIC_QUEUE_NAME must differ from DPP_QUEUE_NAME")
 DPP_RESULT_BUCKET = env_str("DPP_RESULT_BUCKET", "dpp-results")
 
 # --- Timing knobs (seconds) --------------------------------------------------------------------

@@ -215,18 +215,21 @@ def _stop_one(base_url: str) -> None:
 
 
 def ensure(settings) -> int:
-    """Create the queue and the bucket, or bring an existing queue's visibility to the lease."""
+    """Create the queues (runs, periodic jobs) and the bucket, or bring an existing queue's
+    visibility to the lease."""
     from dpp.aws import s3_client, sqs_client
 
-    name = settings.CELERY_BROKER_TRANSPORT_OPTIONS.get("queue_name_prefix", "") + settings.DPP_QUEUE_NAME
+    prefix = settings.CELERY_BROKER_TRANSPORT_OPTIONS.get("queue_name_prefix", "")
     visibility = str(settings.DPP_LEASE_SECONDS)
     sqs = sqs_client()
-    try:
-        url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
-        # kombu sets the visibility only when it creates a queue: an existing one keeps its own.
-        sqs.set_queue_attributes(QueueUrl=url, Attributes={"VisibilityTimeout": visibility})
-    except sqs.exceptions.QueueDoesNotExist:
-        sqs.create_queue(QueueName=name, Attributes={"VisibilityTimeout": visibility})
+    for name in (prefix + settings.DPP_QUEUE_NAME, prefix + settings.DPP_PERIODIC_QUEUE_NAME):
+        try:
+            url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
+            # kombu sets the visibility only when it creates a queue: an existing one keeps its own.
+            sqs.set_queue_attributes(QueueUrl=url, Attributes={"VisibilityTimeout": visibility})
+        except sqs.exceptions.QueueDoesNotExist:
+            sqs.create_queue(QueueName=name, Attributes={"VisibilityTimeout": visibility})
+    name = prefix + settings.DPP_QUEUE_NAME
     s3 = s3_client()
     bucket = settings.DPP_RESULT_BUCKET
     location = {} if settings.AWS.region == "us-east-1" else {
@@ -235,7 +238,8 @@ def ensure(settings) -> int:
         s3.create_bucket(Bucket=bucket, **location)
     except s3.exceptions.BucketAlreadyOwnedByYou:
         pass
-    print(f"emulator ready: queue {name} (visibility {visibility} s), bucket {bucket}")
+    print(f"emulator ready: queues {name} and {prefix}{settings.DPP_PERIODIC_QUEUE_NAME} (visibility {visibility} s), "
+          f"bucket {bucket}")
     return 0
 
 

@@ -36,8 +36,9 @@ class WorkerProcess:
     """``celery -A dpp worker`` in its own process group. ``env`` overrides the environment."""
 
     def __init__(self, *, queue_name: str, env: dict[str, str] | None = None, concurrency: int = 2,
-                 name: str | None = None):
+                 name: str | None = None, consume: str | None = None):
         self.queue_name = queue_name
+        self.consume = consume  # the one queue it consumes (-Q), when not DPP_QUEUE_NAME
         self.name = name or f"w{uuid.uuid4().hex[:6]}"
         self.concurrency = concurrency
         self.env = {
@@ -59,13 +60,14 @@ class WorkerProcess:
     def start(self, *, timeout: float = 40.0) -> WorkerProcess:
         lease = self.env.get("DPP_LEASE_SECONDS", str(settings.DPP_LEASE_SECONDS))
         # The visibility timeout is set when a queue is created; set it explicitly to the lease.
-        sqs_client().set_queue_attributes(QueueUrl=queue_url_for(self.queue_name),
+        sqs_client().set_queue_attributes(QueueUrl=queue_url_for(self.consume or self.queue_name),
                                           Attributes={"VisibilityTimeout": lease})
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
             [str(Path(sys.executable).parent / "celery"), "-A", "dpp", "worker", "-l", "INFO",
              "--concurrency", str(self.concurrency), "-n", f"{self.name}@%h",
-             "--without-heartbeat", "--without-gossip", "--without-mingle"],
+             "--without-heartbeat", "--without-gossip", "--without-mingle",
+             *(["-Q", self.consume] if self.consume else [])],
             cwd=REPO, env=self.env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
         )
         deadline = time.monotonic() + timeout
