@@ -90,6 +90,17 @@ DATABASES = {"default": parse_database_url(DATABASE_URL)}
 DATABASES["default"]["CONN_MAX_AGE"] = env_int("DB_CONN_MAX_AGE", 60, minimum=0)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DATABASES["default"]["OPTIONS"] = {"connect_timeout": 5}
+# API processes (dpp/wsgi.py sets DPP_API_PROCESS) bound every statement, lock wait and idle
+# transaction on their connections: a slow query or a held lock answers 503 instead of piling up
+# requests. Workers and commands (check_ledger, the reaper) keep the server's defaults.
+DPP_API_STATEMENT_TIMEOUT_MS = env_int("DPP_API_STATEMENT_TIMEOUT_MS", 5000, minimum=100)
+DPP_API_LOCK_TIMEOUT_MS = env_int("DPP_API_LOCK_TIMEOUT_MS", 2000, minimum=100)
+DPP_API_IDLE_IN_TRANSACTION_TIMEOUT_MS = env_int("DPP_API_IDLE_IN_TRANSACTION_TIMEOUT_MS", 10000, minimum=100)
+if env_bool("DPP_API_PROCESS", False):
+    DATABASES["default"]["OPTIONS"]["options"] = (
+        f"-c statement_timeout={DPP_API_STATEMENT_TIMEOUT_MS} -c lock_timeout={DPP_API_LOCK_TIMEOUT_MS} "
+        f"-c idle_in_transaction_session_timeout={DPP_API_IDLE_IN_TRANSACTION_TIMEOUT_MS}"
+    )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -155,6 +166,7 @@ DPP_OUTBOX_INTERVAL_SECONDS = env_int("DPP_OUTBOX_INTERVAL_SECONDS", 30, minimum
 DPP_RESULT_URL_SECONDS = env_int("DPP_RESULT_URL_SECONDS", 600, minimum=1, maximum=7 * 24 * 3600)
 DPP_REAPER_BATCH_SIZE = env_int("DPP_REAPER_BATCH_SIZE", 100, minimum=1, maximum=10_000)
 DPP_RUN_QUEUE_DEADLINE_SECONDS = env_int("DPP_RUN_QUEUE_DEADLINE_SECONDS", 3600, minimum=1)
+DPP_READYZ_CACHE_SECONDS = float(env_int("DPP_READYZ_CACHE_MS", 1500, minimum=0, maximum=10_000)) / 1000
 DPP_LAST_USED_DEBOUNCE_SECONDS = env_int("DPP_LAST_USED_DEBOUNCE_SECONDS", 60, minimum=0)
 
 # Pack classes the registry loads; operators append their own dotted paths.
