@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 PORT ?= 8000
 export PORT
 
-.PHONY: help install run test bench soak lint migrate emulator-start emulator-stop clean clean-all
+.PHONY: help install run test schemathesis bench soak lint migrate emulator-start emulator-stop clean clean-all
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## /  make \1\t/' | expand -t 24
@@ -33,6 +33,9 @@ run: install ## emulator, migrations, demo tenant and key, then api + worker + b
 
 test: install ## the whole suite against PostgreSQL, Redis, the emulator and real workers (PYTEST_ARGS=...)
 	bash scripts/test.sh $(PYTEST_ARGS)
+
+schemathesis: install ## schemathesis against the live API (own database, real key; bounded to a few minutes)
+	bash scripts/with_emulator.sh $(BIN)/python scripts/schemathesis_live.py
 
 bench: install ## benchmarks (bench/run.py) with the emulator up: figures and ratios
 	@[ -f bench/run.py ] || { echo "bench/run.py does not exist: no benchmarks to run" >&2; exit 1; }
