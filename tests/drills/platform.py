@@ -141,6 +141,14 @@ class Platform:
                         self.workers[index] = self.start_worker()
                     except AssertionError:
                         pass  # tried again on the next turn
+            periodic = self.periodic_worker
+            if not periodic.alive and not periodic.stopped_on_purpose:  # the same kombu exit (see above)
+                periodic.stopped_on_purpose = True
+                self.restarts += 1
+                try:
+                    self.periodic_worker = self.start_periodic_worker()
+                except AssertionError:
+                    periodic.stopped_on_purpose = False  # tried again on the next turn
 
     def stop(self) -> None:
         if hasattr(self, "_supervising"):
