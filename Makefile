@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 PORT ?= 8000
 export PORT
 
-.PHONY: help install run test smoke bench soak lint migrate emulator-start emulator-stop clean clean-all
+.PHONY: help install run test smoke schemathesis bench soak lint migrate emulator-start emulator-stop clean clean-all
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## /  make \1\t/' | expand -t 24
@@ -37,6 +37,9 @@ test: install ## the whole suite against PostgreSQL, Redis, the emulator and rea
 
 smoke: install ## `make run` exactly as a newcomer: fresh database, free port, own queue and bucket; the printed curl to COMPLETED
 	$(BIN)/python tests/smoke.py
+
+schemathesis: install ## schemathesis against the live API (own database, real key; bounded to a few minutes)
+	bash scripts/with_emulator.sh $(BIN)/python scripts/schemathesis_live.py
 
 bench: install ## benchmarks (bench/run.py) with the emulator up: figures and ratios
 	@[ -f bench/run.py ] || { echo "bench/run.py does not exist: no benchmarks to run" >&2; exit 1; }

@@ -9,7 +9,7 @@ from django.conf import settings
 
 from dpp.context import bound_context, new_id, sane_or_none
 from dpp.metrics import http_request_observe
-from dpp.problems import problem_response
+from dpp.problems import DATABASE_UNAVAILABLE, database_unavailable_response, problem_response
 
 access_logger = logging.getLogger("dpp.access")
 
@@ -57,6 +57,13 @@ class RequestContextMiddleware:
                 },
             )
         return response
+
+    def process_exception(self, request, exception):
+        """A view outside DRF (the admin, plain Django views) whose database is down: 503, as
+        the API answers it (DRF views map it in dpp.problems.problem_exception_handler)."""
+        if isinstance(exception, DATABASE_UNAVAILABLE):
+            return database_unavailable_response(request=request, error=exception)
+        return None
 
 
 class BodySizeLimitMiddleware:

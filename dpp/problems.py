@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
+from django.db import InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.utils.html import escape
 from rest_framework import exceptions as drf_exceptions
@@ -22,10 +23,13 @@ from dpp.metrics import rate_limited_observe
 logger = logging.getLogger(__name__)
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
+# PostgreSQL unreachable, restarting, or a statement/lock timeout: the client should retry.
+DATABASE_RETRY_AFTER_SECONDS = 5
+DATABASE_UNAVAILABLE = (OperationalError, InterfaceError)
 
 
-__all__ = ["PROBLEM_CONTENT_TYPE", "PROBLEM_TYPES", "problem_exception_handler", "problem_response",
-           "problem_type_page"]
+__all__ = ["PROBLEM_CONTENT_TYPE", "PROBLEM_TYPES", "database_unavailable_response", "problem_exception_handler",
+           "problem_response", "problem_type_page"]
 
 
 def problem_response(
@@ -56,6 +60,17 @@ def problem_response(
         response[name] = value
     if status == 401:
         response["WWW-Authenticate"] = 'Bearer realm="dpp"'
+    return response
+
+
+def database_unavailable_response(*, request: HttpRequest | None, error: Exception) -> JsonResponse:
+    """503 with Retry-After for a database that cannot answer now; a WARNING (an outage of a
+    dependency, not a bug), without the driver's message (it may name hosts)."""
+    logger.warning("database unavailable: answered 503", extra={"error_class": type(error).__name__})
+    response = problem_response(slug="service-unavailable", request=request,
+                                detail="The database is unavailable; retry later.",
+                                headers={"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)})
+    response._has_been_logged = True  # logged above at WARNING: django.request must not log it at ERROR
     return response
 
 
@@ -93,6 +108,9 @@ def problem_exception_handler(exc, context):
             logger.error("domain error answered as %s", exc.status, exc_info=exc, extra={"slug": exc.slug})
         return problem_response(slug=exc.slug, detail=exc.detail, request=django_request, headers=exc.headers,
                                 extra=exc.extra)
+    if isinstance(exc, DATABASE_UNAVAILABLE):
+        set_rollback()
+        return database_unavailable_response(request=django_request, error=exc)
     if isinstance(exc, Http404):
         exc = drf_exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):  # Django's, as DRF's own handler maps it

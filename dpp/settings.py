@@ -120,6 +120,17 @@ DATABASES = {"default": parse_database_url(DATABASE_URL)}
 DATABASES["default"]["CONN_MAX_AGE"] = env_int("DB_CONN_MAX_AGE", 60, minimum=0)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DATABASES["default"]["OPTIONS"] = {"connect_timeout": 5}
+# API processes (dpp/wsgi.py sets DPP_API_PROCESS) bound every statement, lock wait and idle
+# transaction on their connections: a slow query or a held lock answers 503 instead of piling up
+# requests. Workers and commands (check_ledger, the reaper) keep the server's defaults.
+DPP_API_STATEMENT_TIMEOUT_MS = env_int("DPP_API_STATEMENT_TIMEOUT_MS", 5000, minimum=100)
+DPP_API_LOCK_TIMEOUT_MS = env_int("DPP_API_LOCK_TIMEOUT_MS", 2000, minimum=100)
+DPP_API_IDLE_IN_TRANSACTION_TIMEOUT_MS = env_int("DPP_API_IDLE_IN_TRANSACTION_TIMEOUT_MS", 10000, minimum=100)
+if env_bool("DPP_API_PROCESS", False):
+    DATABASES["default"]["OPTIONS"]["options"] = (
+        f"-c statement_timeout={DPP_API_STATEMENT_TIMEOUT_MS} -c lock_timeout={DPP_API_LOCK_TIMEOUT_MS} "
+        f"-c idle_in_transaction_session_timeout={DPP_API_IDLE_IN_TRANSACTION_TIMEOUT_MS}"
+    )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -168,7 +179,7 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = DPP_MAX_BODY_BYTES
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["tenants.authentication.ApiKeyAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["dpp.parsers.StrictJSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "EXCEPTION_HANDLER": "dpp.problems.problem_exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
@@ -206,6 +217,11 @@ DPP_QUEUE_PREFIX = env_str("DPP_QUEUE_PREFIX", "")
 # The queue's URL (real AWS: `aws sqs get-queue-url`). When set, the broker uses it as a
 # predefined queue: no ListQueues, GetQueueUrl nor CreateQueue, so the IAM policy stays small.
 DPP_QUEUE_URL = env_str("DPP_QUEUE_URL", "")
+# Periodic jobs (reaper, reconciler, outbox, retention) ride a queue and a worker of their own, so
+# a backlog of long runs never delays a refund or a reap (runs/schedule.py, Procfile `periodic`).
+DPP_PERIODIC_QUEUE_NAME = env_str("DPP_PERIODIC_QUEUE_NAME", f"{DPP_QUEUE_NAME}-periodic")
+if DPP_PERIODIC_QUEUE_NAME == DPP_QUEUE_NAME:
+    raise ImproperlyConfigured("DPP_PERIODIC_QUEUE_NAME must differ from DPP_QUEUE_NAME")
 DPP_RESULT_BUCKET = env_str("DPP_RESULT_BUCKET", "dpp-results")
 # The S3 endpoint presigned result URLs are built for, when clients reach S3 by another name than
 # the workers do (compose: the workers say http://emulator:5000, a client http://127.0.0.1:5000).
@@ -236,6 +252,7 @@ DPP_RESULT_URL_SECONDS = env_int("DPP_RESULT_URL_SECONDS", 600, minimum=1, maxim
 DPP_RETENTION_BUDGET_SECONDS = env_int("DPP_RETENTION_BUDGET_SECONDS", 600, minimum=1, maximum=3000)
 DPP_REAPER_BATCH_SIZE = env_int("DPP_REAPER_BATCH_SIZE", 100, minimum=1, maximum=10_000)
 DPP_RUN_QUEUE_DEADLINE_SECONDS = env_int("DPP_RUN_QUEUE_DEADLINE_SECONDS", 3600, minimum=1)
+DPP_READYZ_CACHE_SECONDS = float(env_int("DPP_READYZ_CACHE_MS", 1500, minimum=0, maximum=10_000)) / 1000
 DPP_LAST_USED_DEBOUNCE_SECONDS = env_int("DPP_LAST_USED_DEBOUNCE_SECONDS", 60, minimum=0)
 # The relay (manage.py run_relay): runs per batch, and its poll when no commit wakes it (ms).
 DPP_RELAY_BATCH_SIZE = env_int("DPP_RELAY_BATCH_SIZE", 100, minimum=1, maximum=1000)
@@ -311,9 +328,19 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     # poll, few retries, so a stalled SQS costs seconds, never minutes.
     "client-config": client_config_options(read_timeout=DPP_SQS_WAIT_SECONDS + 5),
 }
+# With predefined queues kombu knows only the queues listed: the periodic jobs' and the webhook
+# deliveries' queues need their URLs too.
+DPP_PERIODIC_QUEUE_URL = env_str("DPP_PERIODIC_QUEUE_URL", "")
+DPP_WEBHOOK_QUEUE_URL = env_str("DPP_WEBHOOK_QUEUE_URL", "")
 if DPP_QUEUE_URL:
+    _missing = [name for name, value in (("DPP_PERIODIC_QUEUE_URL", DPP_PERIODIC_QUEUE_URL),
+                                         ("DPP_WEBHOOK_QUEUE_URL", DPP_WEBHOOK_QUEUE_URL)) if not value]
+    if _missing:
+        raise ImproperlyConfigured(f"DPP_QUEUE_URL is set (predefined queues): set {' and '.join(_missing)} too")
     CELERY_BROKER_TRANSPORT_OPTIONS["predefined_queues"] = {
         DPP_QUEUE_PREFIX + DPP_QUEUE_NAME: {"url": DPP_QUEUE_URL},
+        DPP_QUEUE_PREFIX + DPP_PERIODIC_QUEUE_NAME: {"url": DPP_PERIODIC_QUEUE_URL},
+        DPP_QUEUE_PREFIX + DPP_WEBHOOK_QUEUE_NAME: {"url": DPP_WEBHOOK_QUEUE_URL},
     }
 CELERY_BROKER_CONNECTION_TIMEOUT = 5
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True

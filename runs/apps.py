@@ -14,6 +14,11 @@ class RunsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
+        from runs.packs import packs_all
+        from tenants.pack_types import pack_types_source_set
+
+        # Plans validate their allowed_pack_types against this registry (tenants cannot import runs).
+        pack_types_source_set(lambda: [pack.pack_type for pack in packs_all()])
         # The periodic jobs live in code; every migrate writes them into the beat schedule.
         post_migrate.connect(_sync_schedule, sender=self, dispatch_uid="runs.sync_periodic_jobs")
         # Metrics: the task signal handlers connect on import; /metrics reads the database

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.db import connection
+from django.db import connection, transaction
 
 from billing.checks import Violation
 from runs import storage
@@ -52,18 +52,28 @@ SELECT w.tenant_id, w.active_runs, COALESCE(active.total, 0)
 """
 
 
+FETCH_ROWS = 2000  # runs compared per round trip; memory stays bounded whatever the number of runs
+DEFAULT_S3_SAMPLE = 200  # receipts checked by default (``check_ledger --s3-all`` checks every one)
+
+
+def _run_rows():
+    """Every run with its ledger sums, streamed from a server-side cursor in FETCH_ROWS batches."""
+    with transaction.atomic(), connection.chunked_cursor() as cursor:
+        cursor.execute(_RUN_LEDGER_SQL)
+        while rows := cursor.fetchmany(FETCH_ROWS):
+            yield from rows
+
+
 def run_money_violations() -> list[Violation]:
     violations: list[Violation] = []
     with connection.cursor() as cursor:
-        cursor.execute(_RUN_LEDGER_SQL)
-        rows = cursor.fetchall()
         cursor.execute(_ORPHAN_SQL)
         orphans = cursor.fetchall()
         cursor.execute(_HELD_SQL)
         held = cursor.fetchall()
         cursor.execute(_ACTIVE_SQL)
         active = cursor.fetchall()
-    for run_id, status, money_state, reserved, actual, l_reserved, charged, released, reserves, finals in rows:
+    for run_id, status, money_state, reserved, actual, l_reserved, charged, released, reserves, finals in _run_rows():
         if reserves != 1 or l_reserved != reserved:
             violations.append(Violation("every run has exactly one reservation of its amount",
                                         f"run {run_id}: {reserves} reserve journals holding {l_reserved}, run says {reserved}"))
@@ -94,14 +104,15 @@ def run_money_violations() -> list[Violation]:
     return violations
 
 
-def receipt_violations(*, limit: int | None = None) -> list[Violation]:
-    """Every COMPLETED run's charge equals its S3 receipt (runs whose result retention deleted
-    the object are skipped). One HEAD per run: bounded by ``limit`` when given."""
+def receipt_violations(*, limit: int | None = DEFAULT_S3_SAMPLE) -> list[Violation]:
+    """COMPLETED runs' charges equal their S3 receipts (runs whose result retention deleted the
+    object are skipped). One HEAD per run, so by default a random sample of ``limit`` runs;
+    ``limit=None`` checks every one, streamed in batches."""
     violations = []
-    runs = Run.objects.filter(status=Run.Status.COMPLETED, result_deleted_at__isnull=True).order_by("created_at")
-    if limit:
-        runs = runs[:limit]
-    for run in runs.only("id", "result_bucket", "result_key", "actual_cost_micros", "finalize_token", "result_sha256"):
+    runs = Run.objects.filter(status=Run.Status.COMPLETED, result_deleted_at__isnull=True)
+    runs = runs.order_by("?")[:limit] if limit else runs.order_by("created_at", "id")
+    fields = ("id", "result_bucket", "result_key", "actual_cost_micros", "finalize_token", "result_sha256")
+    for run in runs.only(*fields).iterator(chunk_size=FETCH_ROWS):
         receipt = storage.receipt_get(bucket=run.result_bucket, key=run.result_key)
         if receipt is None:
             violations.append(Violation("completed runs have their S3 receipt", f"run {run.pk}: no object"))

@@ -163,3 +163,32 @@ class RunEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} by {self.actor}"
+
+
+class UsageDaily(models.Model):
+    """Per tenant and UTC day of submission: what ``GET /v1/tenants/{id}/usage`` answers, one row
+    per day instead of every run and its ledger legs.
+
+    Maintained by PostgreSQL, not Python (``runs/migrations/0006_usage_daily_issue15.py``): a
+    deferred constraint trigger on ``runs_run`` adds each run's contribution when it is inserted
+    and moves it when it changes (status, money state, charge, day), at the commit of the same
+    transaction as the change, so the settle transaction updates it and no path can forget to. A
+    run contributes 1 run, its reservation, 1 success if COMPLETED, 1 failure if FAILED, 1 cancel if CANCELED, and its
+    charge once SETTLED or REFUNDED (``check_ledger`` proves the run's charge and reservation
+    equal the ledger's, so these sums are the ledger's). Deferred to commit, the row is locked
+    after the wallet, in the order every money transaction already takes."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="+")
+    usage_date = models.DateField()
+    runs_count = models.BigIntegerField(default=0)
+    success_count = models.BigIntegerField(default=0)
+    fail_count = models.BigIntegerField(default=0)
+    canceled_count = models.BigIntegerField(default=0)
+    cost_micros = models.BigIntegerField(default=0)
+    reserved_micros = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["tenant", "usage_date"], name="usage_daily_tenant_date")]
+
+    def __str__(self) -> str:
+        return f"usage of {self.tenant_id} on {self.usage_date}"

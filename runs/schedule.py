@@ -1,5 +1,10 @@
 """The periodic jobs of the platform, declared once here and synced into django-celery-beat's
-DatabaseScheduler (after every migrate, and by ``manage.py sync_periodic_tasks``)."""
+DatabaseScheduler (after every migrate, and by ``manage.py sync_periodic_tasks``).
+
+Each job is sent to ``DPP_PERIODIC_QUEUE_NAME``, consumed by a worker of its own (Procfile
+``periodic``), never to the run queue: behind a backlog of long runs, zombies are still reaped and
+refunds still made. Each message expires after one interval (``expire_seconds``): while that
+worker is down, beat's sends do not pile up; the next one does the same work."""
 
 from __future__ import annotations
 
@@ -48,7 +53,9 @@ def periodic_jobs_sync() -> list[str]:
         PeriodicTask.objects.update_or_create(
             name=job.name,
             defaults={"task": job.task, "interval": interval, "enabled": True, "description": job.why,
-                      "crontab": None, "solar": None, "clocked": None, "one_off": False},
+                      "crontab": None, "solar": None, "clocked": None, "one_off": False,
+                      "queue": settings.DPP_PERIODIC_QUEUE_NAME, "expire_seconds": job.every_seconds,
+                      "expires": None},
         )
         names.append(job.name)
     PeriodicTask.objects.filter(name__startswith="dpp: ").exclude(name__in=names).update(enabled=False)

@@ -38,8 +38,8 @@ class StrictFieldsMixin:
     def to_internal_value(self, data):
         if isinstance(data, dict):
             unknown = sorted(set(data) - set(self.fields))
-            if unknown:
-                raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
+            if unknown:  # named, a few at most and cut short: the keys are the client's input
+                raise serializers.ValidationError({name[:64]: ["Unknown field."] for name in unknown[:5]})
         return super().to_internal_value(data)
 
 

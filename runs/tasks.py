@@ -50,24 +50,24 @@ def run_execute_task(self, *, run_id: str) -> str:
     return outcome
 
 
-# --- periodic jobs (declared in runs/schedule.py) -------------------------------------------------
+# --- periodic jobs (declared in runs/schedule.py; their own queue, see there) ---------------------
 
 
-@shared_task(name="runs.tasks.zombies_reap_task", ignore_result=True)
+@shared_task(name="runs.tasks.zombies_reap_task", ignore_result=True, queue=settings.DPP_PERIODIC_QUEUE_NAME)
 def zombies_reap_task() -> dict:
     return zombies_reap(now=db_now())  # one clock for lease times: the database's
 
 
-@shared_task(name="runs.tasks.claims_reconcile_task", ignore_result=True)
+@shared_task(name="runs.tasks.claims_reconcile_task", ignore_result=True, queue=settings.DPP_PERIODIC_QUEUE_NAME)
 def claims_reconcile_task() -> dict:
     return claims_reconcile(now=db_now())  # one clock for lease times: the database's
 
 
-@shared_task(name="runs.tasks.outbox_sweep_task", ignore_result=True)
+@shared_task(name="runs.tasks.outbox_sweep_task", ignore_result=True, queue=settings.DPP_PERIODIC_QUEUE_NAME)
 def outbox_sweep_task() -> dict:
     return outbox_sweep(now=db_now())  # one clock for lease times: the database's
 
 
-@shared_task(name="runs.tasks.results_expire_task", ignore_result=True)
+@shared_task(name="runs.tasks.results_expire_task", ignore_result=True, queue=settings.DPP_PERIODIC_QUEUE_NAME)
 def results_expire_task() -> dict:
     return results_expire(now=db_now())  # one clock for lease times: the database's

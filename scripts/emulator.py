@@ -215,11 +215,13 @@ def _stop_one(base_url: str) -> None:
 
 
 def ensure(settings) -> int:
-    """Create the queues (runs, webhooks) and the bucket, or bring an existing queue's visibility to the lease."""
+    """Create the queues (runs, periodic jobs, webhooks) and the bucket, or bring an existing
+    queue's visibility to the lease."""
     from dpp.aws import s3_client, sqs_client
 
     prefix = settings.CELERY_BROKER_TRANSPORT_OPTIONS.get("queue_name_prefix", "")
-    names = [prefix + settings.DPP_QUEUE_NAME, prefix + settings.DPP_WEBHOOK_QUEUE_NAME]
+    names = [prefix + settings.DPP_QUEUE_NAME, prefix + settings.DPP_PERIODIC_QUEUE_NAME,
+             prefix + settings.DPP_WEBHOOK_QUEUE_NAME]
     visibility = str(settings.DPP_LEASE_SECONDS)
     sqs = sqs_client()
     for name in names:

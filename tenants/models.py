@@ -13,14 +13,17 @@ import uuid
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Func, Q, Value
+from django.db.models.lookups import Exact
+
+from tenants.pack_types import allowed_pack_types_allows, allowed_pack_types_validate
 
 
 class Plan(models.Model):
     code = models.SlugField(max_length=32, unique=True)
     name = models.CharField(max_length=100)
-    # Pack types this plan may run; an empty list means every registered pack.
-    allowed_pack_types = models.JSONField(default=list, blank=True)
+    # Pack types this plan may run: registered names, or ["*"] for every pack; see tenants/pack_types.py.
+    allowed_pack_types = models.JSONField(default=list, blank=True, validators=[allowed_pack_types_validate])
     post_runs_per_minute = models.PositiveIntegerField()
     get_requests_per_minute = models.PositiveIntegerField()
     max_concurrent_runs = models.PositiveIntegerField()
@@ -38,13 +41,19 @@ class Plan(models.Model):
             models.CheckConstraint(condition=Q(get_requests_per_minute__gt=0), name="plan_get_rate_positive"),
             models.CheckConstraint(condition=Q(max_concurrent_runs__gt=0), name="plan_concurrency_positive"),
             models.CheckConstraint(condition=Q(retention_days__gt=0), name="plan_retention_positive"),
+            # A string would have been a substring match, an object a key match: only a list.
+            models.CheckConstraint(
+                condition=Exact(Func(F("allowed_pack_types"), function="jsonb_typeof", output_field=models.CharField()),
+                                Value("array")),
+                name="plan_allowed_pack_types_array",
+            ),
         ]
 
     def __str__(self) -> str:
         return self.code
 
     def allows_pack(self, pack_type: str) -> bool:
-        return not self.allowed_pack_types or pack_type in self.allowed_pack_types
+        return allowed_pack_types_allows(self.allowed_pack_types, pack_type)
 
     def limits(self) -> dict:
         return {
@@ -52,7 +61,7 @@ class Plan(models.Model):
             "get_requests_per_minute": self.get_requests_per_minute,
             "max_concurrent_runs": self.max_concurrent_runs,
             "max_cost_per_run_micros": self.max_cost_per_run_micros,
-            "allowed_pack_types": list(self.allowed_pack_types) or ["*"],
+            "allowed_pack_types": list(self.allowed_pack_types) if isinstance(self.allowed_pack_types, list) else [],
             "retention_days": self.retention_days,
             "max_webhook_endpoints": self.max_webhook_endpoints,
         }

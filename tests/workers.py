@@ -36,9 +36,11 @@ class WorkerProcess:
     """``celery -A dpp worker`` in its own process group. ``env`` overrides the environment."""
 
     def __init__(self, *, queue_name: str, env: dict[str, str] | None = None, concurrency: int = 2,
-                 name: str | None = None, queues: list[str] | None = None):
+                 name: str | None = None, queues: list[str] | None = None, consume: str | None = None):
         self.queue_name = queue_name
-        self.queues = queues  # -Q, as the Procfile's webhook worker; default: the default queue
+        # -Q: the queues it consumes (the webhook worker's, the periodic worker's); default: the
+        # default queue. ``consume`` names a single one.
+        self.queues = queues or ([consume] if consume else None)
         self.name = name or f"w{uuid.uuid4().hex[:6]}"
         self.concurrency = concurrency
         self.env = {

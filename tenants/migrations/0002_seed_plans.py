@@ -6,7 +6,7 @@ PLANS = [
     # code, name, packs, POST/min, GET/min, concurrent, cap per run (micros), retention days
     ("basic", "Basic", ["decision"], 10, 100, 10, 50_000, 30),
     ("premium", "Premium", ["decision"], 100, 1000, 50, 500_000, 30),
-    ("unlimited", "Unlimited (tests, internal)", [], 100_000, 100_000, 1000, 10_000_000, 30),
+    ("unlimited", "Unlimited (tests, internal)", ["*"], 100_000, 100_000, 1000, 10_000_000, 30),
 ]
 
 

@@ -35,6 +35,8 @@ def production_environment(**overrides) -> dict[str, str]:
         "AWS_DEFAULT_REGION": "eu-west-1",
         "DPP_QUEUE_NAME": "dpp-runs",
         "DPP_QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/123456789012/dpp-runs",
+        "DPP_PERIODIC_QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/123456789012/dpp-runs-periodic",
+        "DPP_WEBHOOK_QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/123456789012/dpp-webhooks",
         "DPP_RESULT_BUCKET": "dpp-results-example",
     })
     environment.update(overrides)

@@ -2,6 +2,7 @@
 front of the project's own routes."""
 
 from django.core.exceptions import PermissionDenied
+from django.db import connection
 from django.http import Http404, HttpResponse
 from django.urls import include, path
 from rest_framework import serializers
@@ -68,6 +69,12 @@ def plain_ok(request):
     return HttpResponse("ok")
 
 
+def plain_db(request):
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+    return HttpResponse("ok")
+
+
 urlpatterns = [
     path("echo", Echo.as_view()),
     path("get-only", GetOnly.as_view()),
@@ -77,6 +84,7 @@ urlpatterns = [
     path("validates", Validates.as_view()),
     path("plain-boom", plain_boom),
     path("plain-ok", plain_ok),
+    path("plain-db", plain_db),
     path("", include("dpp.urls")),
 ]
 

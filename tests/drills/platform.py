@@ -96,6 +96,7 @@ class Platform:
             "AWS_ENDPOINT_URL_SQS": endpoint,
             "AWS_ENDPOINT_URL_S3": endpoint,
             "DPP_QUEUE_NAME": f"drill-{self.tag}",
+            "DPP_PERIODIC_QUEUE_NAME": f"drill-{self.tag}-periodic",
             "DPP_QUEUE_PREFIX": "",
             "DPP_PACKS": TEST_PACKS,
             "DPP_SQS_WAIT_SECONDS": "1",
@@ -121,6 +122,7 @@ class Platform:
                                       "--timeout", "30"])
         self.relay = self.spawn("relay", [sys.executable, "manage.py", "run_relay"])
         self.workers = [self.start_worker() for _ in range(workers)]
+        self.periodic_worker = self.start_periodic_worker()
         self.beats = [self.start_beat() for _ in range(beats)]
         wait_until(lambda: self.http("GET", "/health")[0] == 200, timeout=30, message="the API")
         self._supervising = threading.Event()
@@ -149,6 +151,14 @@ class Platform:
                         self.workers[index] = self.start_worker()
                     except AssertionError:
                         pass  # tried again on the next turn
+            periodic = self.periodic_worker
+            if not periodic.alive and not periodic.stopped_on_purpose:  # the same kombu exit (see above)
+                periodic.stopped_on_purpose = True
+                self.restarts += 1
+                try:
+                    self.periodic_worker = self.start_periodic_worker()
+                except AssertionError:
+                    periodic.stopped_on_purpose = False  # tried again on the next turn
 
     def stop(self) -> None:
         if hasattr(self, "_supervising"):
@@ -193,6 +203,16 @@ class Platform:
                             env=worker_env)
         wait_until(lambda: b"ready." in worker.log_path.read_bytes() or not worker.alive, timeout=40,
                    message=f"{name} to be ready")
+        assert worker.alive, worker.log_text()[-3000:]
+        return worker
+
+    def start_periodic_worker(self) -> Process:
+        """The worker of the periodic jobs (reaper, reconciler, outbox, retention): its own queue."""
+        worker = self.spawn("periodic", [str(BIN / "celery"), "-A", "dpp", "worker", "-l", "INFO", "--concurrency",
+                                         "1", "-Q", self.env["DPP_PERIODIC_QUEUE_NAME"], "-n",
+                                         f"periodic-{self.tag}@%h", "--without-gossip", "--without-mingle"])
+        wait_until(lambda: b"ready." in worker.log_path.read_bytes() or not worker.alive, timeout=40,
+                   message="the periodic worker to be ready")
         assert worker.alive, worker.log_text()[-3000:]
         return worker
 

@@ -68,7 +68,7 @@ class TestParallelSubmissions:
         assert (wallet.available_micros, wallet.held_micros) == (0, 150_000)
 
     def test_twenty_posts_against_a_concurrency_limit_of_ten_make_exactly_ten(self):
-        plan = Plan.objects.create(code="ten-at-once", name="Ten", allowed_pack_types=[],
+        plan = Plan.objects.create(code="ten-at-once", name="Ten", allowed_pack_types=["decision"],
                                    post_runs_per_minute=1000, get_requests_per_minute=1000,
                                    max_concurrent_runs=10, max_cost_per_run_micros=50_000)
         tenant = TenantFactory(plan=plan, balance_micros=10_000_000)
@@ -82,7 +82,7 @@ class TestParallelSubmissions:
         assert wallet.held_micros == 10 * 50_000 and wallet.active_runs == 10
 
     def test_twenty_posts_against_a_rate_of_ten_per_minute_make_exactly_ten(self):
-        plan = Plan.objects.create(code="ten-per-minute", name="Rate", allowed_pack_types=[],
+        plan = Plan.objects.create(code="ten-per-minute", name="Rate", allowed_pack_types=["decision"],
                                    post_runs_per_minute=10, get_requests_per_minute=1000,
                                    max_concurrent_runs=100, max_cost_per_run_micros=50_000)
         tenant = TenantFactory(plan=plan, balance_micros=10_000_000)

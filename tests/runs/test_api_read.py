@@ -197,6 +197,8 @@ class TestPacks:
 
 
 class TestUsage:
+    # The daily aggregate is written when each transaction commits (a deferred trigger): real commits.
+    @pytest.mark.django_db(transaction=True)
     def test_sums_runs_and_ledger_by_day_exactly(self, auth_client, tenant):
         completed = complete(submit(auth_client, "0.5000"), charge=10_400)
         failed = run_claim_lease(run_id=submit(auth_client, "0.2000").pk)

@@ -150,7 +150,7 @@ class TestPlanLimits:
         assert not Run.objects.exists()
 
     def test_over_the_concurrent_runs_limit_is_a_429_with_retry_after(self):
-        plan = Plan.objects.create(code="one-at-a-time", name="One", allowed_pack_types=[],
+        plan = Plan.objects.create(code="one-at-a-time", name="One", allowed_pack_types=["decision"],
                                    post_runs_per_minute=100, get_requests_per_minute=100, max_concurrent_runs=1,
                                    max_cost_per_run_micros=50_000)
         tenant = TenantFactory(plan=plan, balance_micros=1_000_000)
@@ -162,7 +162,7 @@ class TestPlanLimits:
         assert int(response["Retry-After"]) > 0
 
     def test_over_the_post_rate_is_a_429_with_ratelimit_headers(self):
-        plan = Plan.objects.create(code="slow-poster", name="Slow", allowed_pack_types=[],
+        plan = Plan.objects.create(code="slow-poster", name="Slow", allowed_pack_types=["decision"],
                                    post_runs_per_minute=2, get_requests_per_minute=100, max_concurrent_runs=10,
                                    max_cost_per_run_micros=50_000)
         tenant = TenantFactory(plan=plan, balance_micros=1_000_000)

@@ -11,7 +11,7 @@ import sys
 from django.core.management.base import BaseCommand
 
 from billing.checks import ledger_violations
-from runs.checks import receipt_violations, run_money_violations
+from runs.checks import DEFAULT_S3_SAMPLE, receipt_violations, run_money_violations
 
 
 class Command(BaseCommand):
@@ -19,12 +19,15 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--skip-s3", action="store_true", help="Do not compare completed runs with S3 receipts.")
-        parser.add_argument("--s3-limit", type=int, default=None, help="Check at most this many S3 receipts.")
+        parser.add_argument("--s3-limit", type=int, default=DEFAULT_S3_SAMPLE,
+                            help=f"Check a random sample of this many S3 receipts (default {DEFAULT_S3_SAMPLE}).")
+        parser.add_argument("--s3-all", action="store_true", help="Check the S3 receipt of every completed run.")
 
-    def handle(self, *args, skip_s3: bool = False, s3_limit: int | None = None, **options):
+    def handle(self, *args, skip_s3: bool = False, s3_limit: int = DEFAULT_S3_SAMPLE, s3_all: bool = False,
+               **options):
         violations = ledger_violations() + run_money_violations()
         if not skip_s3:
-            violations += receipt_violations(limit=s3_limit)
+            violations += receipt_violations(limit=None if s3_all else max(1, s3_limit))
         if not violations:
             self.stdout.write(self.style.SUCCESS("ledger OK: every invariant holds"))
             return
