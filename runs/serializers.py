@@ -226,6 +226,20 @@ class PackOutput(serializers.Serializer):
     pricing = serializers.DictField()
 
 
+class PackListOutput(serializers.Serializer):
+    """GET /v1/packs: the packs of the caller's plan."""
+
+    packs = PackOutput(many=True)
+
+
+class RunPageOutput(serializers.Serializer):
+    """GET /v1/runs: one page of runs, newest first; ``next`` / ``previous`` are cursor links."""
+
+    next = serializers.URLField(allow_null=True)
+    previous = serializers.URLField(allow_null=True)
+    results = RunOutput(many=True)
+
+
 class UsageQuery(serializers.Serializer):
     """?from=YYYY-MM-DD&to=YYYY-MM-DD (UTC days, inclusive); defaults: the last 30 days."""
 

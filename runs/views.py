@@ -107,7 +107,7 @@ class RunCollectionView(TenantAPIView):
             headers["Idempotent-Replayed"] = "true"
         return Response(s.RunCreatedOutput(run).data, status=status.HTTP_202_ACCEPTED, headers=headers)
 
-    @extend_schema(operation_id="runs_list", parameters=[s.RunListQuery], responses={200: s.RunOutput(many=True)})
+    @extend_schema(operation_id="runs_list", parameters=[s.RunListQuery], responses={200: s.RunPageOutput})
     def get(self, request):
         query = s.RunListQuery(data=request.query_params)
         query.is_valid(raise_exception=True)
@@ -160,7 +160,7 @@ class RunCancelView(TenantAPIView):
 
 
 class PackListView(TenantAPIView):
-    @extend_schema(operation_id="packs_list", responses={200: s.PackOutput(many=True)})
+    @extend_schema(operation_id="packs_list", responses={200: s.PackListOutput})
     def get(self, request):
         plan = request.user.plan
         packs = [

@@ -68,3 +68,18 @@ def auth_client(api_key):
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {api_key}")
     return client
+
+
+@pytest.fixture
+def result_bucket():
+    """The S3 bucket of results exists on the emulator."""
+    from django.conf import settings
+
+    from dpp.aws import s3_client
+
+    client = s3_client()
+    try:
+        client.create_bucket(Bucket=settings.DPP_RESULT_BUCKET)
+    except client.exceptions.BucketAlreadyOwnedByYou:
+        pass
+    return settings.DPP_RESULT_BUCKET

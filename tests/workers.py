@@ -36,13 +36,20 @@ class WorkerProcess:
     """``celery -A dpp worker`` in its own process group. ``env`` overrides the environment."""
 
     def __init__(self, *, queue_name: str, env: dict[str, str] | None = None, concurrency: int = 2,
-                 name: str | None = None, queues: list[str] | None = None, consume: str | None = None):
+                 name: str | None = None, queues: list[str] | None = None, consume: str | None = None,
+                 relay: bool | None = None):
         self.queue_name = queue_name
         # -Q: the queues it consumes (the webhook worker's, the periodic worker's); default: the
         # default queue. ``consume`` names a single one.
         self.queues = queues or ([consume] if consume else None)
         self.name = name or f"w{uuid.uuid4().hex[:6]}"
         self.concurrency = concurrency
+        # A worker of the run queue comes with a relay (manage.py run_relay), as in the Procfile:
+        # submitted runs reach the queue only through one (the request does no broker I/O).
+        # Several relays at once are safe (SKIP LOCKED). ``relay=False`` when the test runs its own.
+        self.with_relay = (self.queues is None) if relay is None else relay
+        self.relay: RelayProcess | None = None
+        self._env_overrides = dict(env or {})
         self.env = {
             **os.environ,
             "DPP_ENV": "test",
@@ -64,6 +71,9 @@ class WorkerProcess:
         # The visibility timeout is set when a queue is created; set it explicitly to the lease.
         for name in self.queues or [self.queue_name]:
             sqs_client().set_queue_attributes(QueueUrl=queue_url_for(name), Attributes={"VisibilityTimeout": lease})
+        if self.with_relay and self.relay is None:
+            self.relay = RelayProcess(queue_name=self.queue_name, env=self._env_overrides, name=f"{self.name}-relay",
+                                      relay=False).start()
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
             [str(Path(sys.executable).parent / "celery"), "-A", "dpp", "worker", "-l", "INFO",
@@ -89,11 +99,14 @@ class WorkerProcess:
         return "\n".join(self.log_text().splitlines()[-lines:])
 
     def kill(self) -> None:
-        """kill -9 of the whole worker (parent and pool children)."""
+        """kill -9 of the whole worker (parent and pool children), and of its relay."""
         if self.process and self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(timeout=10)
         self._close_log()
+        if self.relay is not None:
+            self.relay.kill()
+            self.relay = None
 
     def stop(self, *, timeout: float = 20.0) -> None:
         if self.process and self.process.poll() is None:
@@ -104,6 +117,9 @@ class WorkerProcess:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait(timeout=10)
         self._close_log()
+        if self.relay is not None:
+            self.relay.stop(timeout=timeout)
+            self.relay = None
 
     def _close_log(self) -> None:
         log = getattr(self, "_log", None)

@@ -48,20 +48,6 @@ def worker(transactional_db, queue_name):
 
 
 @pytest.fixture
-def result_bucket():
-    from django.conf import settings
-
-    from dpp.aws import s3_client
-
-    client = s3_client()
-    try:
-        client.create_bucket(Bucket=settings.DPP_RESULT_BUCKET)
-    except client.exceptions.BucketAlreadyOwnedByYou:
-        pass
-    return settings.DPP_RESULT_BUCKET
-
-
-@pytest.fixture
 def funded(transactional_db):
     """A tenant of the unlimited plan with $10 and its API key."""
     tenant = TenantFactory(balance_micros=INITIAL_MICROS)

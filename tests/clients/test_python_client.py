@@ -166,7 +166,7 @@ class TestTypedErrors:
         assert "inputs" in raised.value.errors
 
     def test_over_the_rate_limit_is_rate_limited_with_retry_after(self, live_server):
-        plan = Plan.objects.create(code="one-per-minute", name="One", allowed_pack_types=[], post_runs_per_minute=1,
+        plan = Plan.objects.create(code="one-per-minute", name="One", allowed_pack_types=["decision"], post_runs_per_minute=1,
                                    get_requests_per_minute=100, max_concurrent_runs=10, max_cost_per_run_micros=50_000)
         tenant = TenantFactory(plan=plan, balance_micros=1_000_000)
         key = api_key_issue(tenant=tenant).plaintext

@@ -49,3 +49,17 @@ class TestOpenApiSchema:
         assert "/problems/run-not-cancelable" in operation["responses"]["409"]["description"]
         assert "/problems/not-found" in operation["responses"]["404"]["description"]
         assert "CANCELED" in schema["components"]["schemas"]["StatusEnum"]["enum"]
+
+    def test_declares_the_shapes_the_list_endpoints_really_answer(self, client, auth_client):
+        """A generated client parses what the schema says: the run list is a cursor page and the
+        pack list an object holding the packs, exactly as the views answer."""
+        schema = json.loads(client.get("/api/schema/", HTTP_ACCEPT="application/json").content)
+        components = schema["components"]["schemas"]
+
+        def answer_properties(path: str) -> set[str]:
+            ref = schema["paths"][path]["get"]["responses"]["200"]["content"]["application/json"]["schema"]["$ref"]
+            return set(components[ref.rsplit("/", 1)[-1]]["properties"])
+
+        assert answer_properties("/v1/runs") == set(auth_client.get("/v1/runs").json()) == {
+            "next", "previous", "results"}
+        assert answer_properties("/v1/packs") == set(auth_client.get("/v1/packs").json()) == {"packs"}

@@ -10,21 +10,6 @@ def no_broker(monkeypatch):
 
 
 @pytest.fixture
-def result_bucket():
-    """The S3 bucket of results exists on the emulator."""
-    from django.conf import settings
-
-    from dpp.aws import s3_client
-
-    client = s3_client()
-    try:
-        client.create_bucket(Bucket=settings.DPP_RESULT_BUCKET)
-    except client.exceptions.BucketAlreadyOwnedByYou:
-        pass
-    return settings.DPP_RESULT_BUCKET
-
-
-@pytest.fixture
 def enqueued(monkeypatch):
     """Delivery tasks are recorded instead of sent to the broker (the real send is tested with a worker)."""
     sent: list = []

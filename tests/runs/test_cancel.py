@@ -150,7 +150,7 @@ class TestCancelAProcessingRun:
         assert Journal.objects.filter(run_id=run.pk, phase="FINALIZE").count() == 1
 
     def test_frees_the_concurrency_slot(self, tenant):
-        plan = Plan.objects.create(code="one-at-once", name="One", allowed_pack_types=[],
+        plan = Plan.objects.create(code="one-at-once", name="One", allowed_pack_types=["decision"],
                                    post_runs_per_minute=1000, get_requests_per_minute=1000,
                                    max_concurrent_runs=1, max_cost_per_run_micros=CAP)
         tenant.plan = plan
@@ -292,7 +292,7 @@ class TestCancelRequests:
         assert Run.objects.get(pk=run.pk).status == "QUEUED"
 
     def test_is_counted_under_the_post_rate_limit(self, tenant):
-        plan = Plan.objects.create(code="one-post", name="One post", allowed_pack_types=[],
+        plan = Plan.objects.create(code="one-post", name="One post", allowed_pack_types=["decision"],
                                    post_runs_per_minute=1, get_requests_per_minute=1000,
                                    max_concurrent_runs=10, max_cost_per_run_micros=CAP)
         tenant.plan = plan

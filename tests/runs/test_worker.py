@@ -56,7 +56,7 @@ def workers(queue_name):
     def start(**env) -> WorkerProcess:
         if not started:  # one relay sends the submitted runs to the queue
             started.append(RelayProcess(queue_name=queue_name, name=f"relay-{uuid.uuid4().hex[:6]}").start())
-        worker = WorkerProcess(queue_name=queue_name, env={k: str(v) for k, v in env.items()}).start()
+        worker = WorkerProcess(queue_name=queue_name, env={k: str(v) for k, v in env.items()}, relay=False).start()
         started.append(worker)
         return worker
 

@@ -251,7 +251,7 @@ class TestEndToEnd:
         client.credentials(HTTP_AUTHORIZATION=f"Bearer {api_key_issue(tenant=tenant).plaintext}")
         with override_settings(DPP_QUEUE_NAME=runs_queue, DPP_WEBHOOK_QUEUE_NAME=hooks_queue,
                                DPP_PACKS=TEST_PACKS.split(",")):
-            worker = WorkerProcess(queue_name=runs_queue, queues=[runs_queue, hooks_queue], env={
+            worker = WorkerProcess(queue_name=runs_queue, queues=[runs_queue, hooks_queue], relay=True, env={
                 "DPP_WEBHOOK_QUEUE_NAME": hooks_queue, "DPP_WEBHOOK_ALLOW_PRIVATE_CIDRS": "127.0.0.0/8"}).start()
             try:
                 response = post_run(client, run_body(webhook={"url": receiver.url("/dpp")}))
