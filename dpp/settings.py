@@ -345,8 +345,8 @@ if DPP_QUEUE_URL:
 CELERY_BROKER_CONNECTION_TIMEOUT = 5
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_DEFAULT_QUEUE = DPP_QUEUE_NAME
-# Webhook deliveries and their sweep never wait behind runs.
-CELERY_TASK_ROUTES = {"runs.webhooks.tasks.*": {"queue": DPP_WEBHOOK_QUEUE_NAME}}
+# Webhook delivery attempts never wait behind runs (their sweep is a periodic job: runs/schedule.py).
+CELERY_TASK_ROUTES = {"runs.webhooks.tasks.webhook_delivery_attempt_task": {"queue": DPP_WEBHOOK_QUEUE_NAME}}
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_TASK_IGNORE_RESULT = True

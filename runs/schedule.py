@@ -38,7 +38,7 @@ def periodic_jobs() -> list[PeriodicJob]:
         PeriodicJob("dpp: result retention", "runs.tasks.results_expire_task", 3600,
                     "results past retention_until -> deleted from S3"),
         # Webhook retries live in PostgreSQL: due deliveries (retry time reached, lost send, dead
-        # worker's claim expired) are sent to the webhook queue (the task is routed there).
+        # worker's claim expired) are sent to the webhook queue (the attempt task is routed there).
         PeriodicJob("dpp: webhook deliveries", "runs.webhooks.tasks.webhook_deliveries_sweep_task",
                     settings.DPP_WEBHOOK_SWEEP_INTERVAL_SECONDS,
                     "PENDING deliveries due at next_attempt_at, not claimed, not on the queue -> sent"),

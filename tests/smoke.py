@@ -217,13 +217,20 @@ def run_smoke(env: dict, port: int, log_path: Path, state: dict) -> None:
 
 
 def worker_main_processes(pids: set[int]) -> list[int]:
-    """Celery worker main processes (not pool children: their parent is a worker too)."""
-    def is_worker(pid: int) -> bool:
+    """The run worker's main processes (Procfile ``worker``: ``-n runs@%h``), not the webhook or
+    periodic workers', nor pool children (their parent is a worker too)."""
+    def args_of(pid: int) -> list[bytes]:
         try:
-            args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            return Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         except OSError:
-            return False
+            return []
+
+    def is_worker(pid: int) -> bool:
+        args = args_of(pid)
         return any(arg.endswith(b"celery") for arg in args[:2]) and b"worker" in args
+
+    def is_run_worker(pid: int) -> bool:
+        return is_worker(pid) and b"runs@%h" in args_of(pid)
 
     def parent(pid: int) -> int:
         try:
@@ -231,7 +238,7 @@ def worker_main_processes(pids: set[int]) -> list[int]:
         except (OSError, IndexError, ValueError):
             return 0
 
-    return sorted(pid for pid in pids if alive(pid) and is_worker(pid) and not is_worker(parent(pid)))
+    return sorted(pid for pid in pids if alive(pid) and is_run_worker(pid) and not is_worker(parent(pid)))
 
 
 def stop(state: dict, port: int) -> list[str]:

@@ -4,6 +4,7 @@ that take ids and call one service. Retries are not Celery's: they are rows in P
 from __future__ import annotations
 
 from celery import shared_task
+from django.conf import settings
 from django.utils import timezone
 
 from runs.webhooks import services
@@ -16,6 +17,9 @@ def webhook_delivery_attempt_task(*, delivery_id: str) -> str:
 
 
 # Periodic (declared in runs/schedule.py).
-@shared_task(name="runs.webhooks.tasks.webhook_deliveries_sweep_task", ignore_result=True)
+# A periodic job like the reaper's: on the periodic queue (runs/schedule.py); the attempts it
+# sends travel on the webhook queue.
+@shared_task(name="runs.webhooks.tasks.webhook_deliveries_sweep_task", ignore_result=True,
+             queue=settings.DPP_PERIODIC_QUEUE_NAME)
 def webhook_deliveries_sweep_task() -> dict:
     return services.webhook_deliveries_sweep(now=timezone.now())

@@ -92,8 +92,10 @@ class TestWebhookSweepJob:
 
         assert job.every_seconds == settings.DPP_WEBHOOK_SWEEP_INTERVAL_SECONDS
 
-    def test_webhook_tasks_travel_on_the_webhook_queue_and_runs_on_the_runs_queue(self, settings):
-        assert routed_queue("runs.webhooks.tasks.webhook_deliveries_sweep_task") == settings.DPP_WEBHOOK_QUEUE_NAME
+    def test_attempts_travel_on_the_webhook_queue_the_sweep_on_the_periodic_one_and_runs_on_the_runs_queue(
+            self, settings):
+        assert celery_app.tasks["runs.webhooks.tasks.webhook_deliveries_sweep_task"].queue == \
+            settings.DPP_PERIODIC_QUEUE_NAME
         assert routed_queue("runs.webhooks.tasks.webhook_delivery_attempt_task") == settings.DPP_WEBHOOK_QUEUE_NAME
         assert routed_queue("runs.tasks.run_execute_task") == settings.DPP_QUEUE_NAME
         assert settings.DPP_WEBHOOK_QUEUE_NAME != settings.DPP_QUEUE_NAME
