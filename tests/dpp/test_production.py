@@ -79,7 +79,8 @@ def test_production_sets_secure_cookies_hsts_proxy_trust_and_predefined_queues()
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.split(" ", 6)[:6] == ["True", "True", "True", "True", "True", "['https://dpp.example.com']"]
-    assert "{'dpp-runs': {'url': 'https://sqs.eu-west-1.amazonaws.com/123456789012/dpp-runs'}}" in result.stdout
+    for queue in ("dpp-runs", "dpp-runs-periodic", "dpp-webhooks"):
+        assert f"'{queue}': {{'url': 'https://sqs.eu-west-1.amazonaws.com/123456789012/{queue}'}}" in result.stdout
     assert result.stdout.split()[-3:] == ["2", "True", "dpp.sqs_transport:Transport"]
 
 

@@ -118,7 +118,6 @@ class TestSqsSilent:
         wait_until(lambda: terminal([first]), timeout=60, message="a run before the silence")
 
         proxy.set_mode("blackhole")  # the workers' open long polls and every new call now hang
-        monkeypatch.setattr("runs.services.submit.run_enqueue", lambda **kwargs: False)
         during = run_create(tenant=tenant, submission=RunSubmission(
             idempotency_key=uuid.uuid4().hex, payload_hash="0" * 64, pack_type="decision",
             inputs=decision_inputs(), max_cost_micros=50_000, timebox_sec=30, min_reliability_score=None,

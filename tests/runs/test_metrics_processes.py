@@ -20,10 +20,12 @@ import urllib.request
 import uuid
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from django.db import connection
+from django.utils import timezone
 from prometheus_client import CollectorRegistry
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
@@ -152,11 +154,12 @@ def platform(metrics_dirs):
 def test_one_scrape_of_each_shows_exactly_n_created_and_n_finished(platform, monkeypatch):
     tenant = TenantFactory(balance_micros=10_000_000)
     key = api_key_issue(tenant=tenant, label="metrics").plaintext
-    # Runs of another tenant stay QUEUED (never sent), so money is held while we scrape.
-    monkeypatch.setattr("runs.services.submit.run_enqueue", lambda **kwargs: True)
+    # Runs of another tenant stay QUEUED, so money is held while we scrape: submitted "two hours
+    # ago", they are past their queue deadline, which the relay never sends (the outbox pass would
+    # refund them; no beat runs here).
     holder = TenantFactory(balance_micros=10_000_000)
     for cap in (30_000, 45_000):
-        run_create(tenant=holder, submission=RunSubmission(
+        run_create(tenant=holder, now=timezone.now() - timedelta(hours=2), submission=RunSubmission(
             idempotency_key=uuid.uuid4().hex, payload_hash=uuid.uuid4().hex, pack_type="decision",
             inputs=decision_inputs(), max_cost_micros=cap, timebox_sec=30, min_reliability_score=None, trace_id="t"))
     body = {"pack_type": "test_slow", "inputs": {"seconds": 0.4, "cost_micros": 20_000},

@@ -18,6 +18,7 @@ from runs import tasks
 from runs.models import Run
 from runs.schedule import periodic_jobs, periodic_jobs_sync
 from runs.services import RunSubmission, run_claim_lease, run_create
+from runs.webhooks import tasks as webhook_tasks  # noqa: F401 - registers the webhook sweep task
 from tests.factories import TenantFactory
 from tests.runs.helpers import decision_inputs
 from tests.workers import WorkerProcess, wait_until
