@@ -119,6 +119,9 @@ TEMPLATES = [
 DATABASES = {"default": parse_database_url(DATABASE_URL)}
 DATABASES["default"]["CONN_MAX_AGE"] = env_int("DB_CONN_MAX_AGE", 60, minimum=0)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# Django's PostgreSQL backend, minus the health check of a connection that just served a request
+# without error (one round trip per request under load; dpp/db/base.py).
+DATABASES["default"]["ENGINE"] = "dpp.db"
 DATABASES["default"]["OPTIONS"] = {"connect_timeout": 5}
 # API processes (dpp/wsgi.py sets DPP_API_PROCESS) bound every statement, lock wait and idle
 # transaction on their connections: a slow query or a held lock answers 503 instead of piling up

@@ -17,6 +17,7 @@ from rest_framework import serializers
 from billing.money import micros_to_usd
 from billing.serializers import UsdField
 from dpp.context import sane_or_none
+from dpp.serializers import OutputSerializer
 from runs.models import Run
 from runs.packs import PackInputError, pack_get
 from runs.reasons import reason_text
@@ -106,14 +107,14 @@ class RunCancelInput(StrictFieldsMixin, serializers.Serializer):
         return value
 
 
-class RunIdentityOutput(serializers.Serializer):
+class RunIdentityOutput(OutputSerializer):
     """What every run document starts with."""
 
     run_id = serializers.UUIDField(source="id")
     status = serializers.ChoiceField(choices=Run.Status.choices)
 
 
-class RunCostOutput(serializers.Serializer):
+class RunCostOutput(OutputSerializer):
     """The run's money, from the run (``source="*"``); ``budget_remaining_usd`` only when the
     view passes ``budget_remaining_micros`` in the context (the detail view)."""
 
@@ -134,13 +135,13 @@ class RunCostOutput(serializers.Serializer):
         return data
 
 
-class RunResultOutput(serializers.Serializer):
+class RunResultOutput(OutputSerializer):
     presigned_url = serializers.URLField()
     sha256 = serializers.CharField()
     expires_at = serializers.DateTimeField()
 
 
-class RunErrorOutput(serializers.Serializer):
+class RunErrorOutput(OutputSerializer):
     """A stable reason code and its fixed text (runs/reasons.py); never an operator's note or a
     diagnostic."""
 
@@ -151,7 +152,7 @@ class RunErrorOutput(serializers.Serializer):
         return reason_text(run.error_reason, run.error_detail)
 
 
-class RunMetaOutput(serializers.Serializer):
+class RunMetaOutput(OutputSerializer):
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
     finished_at = serializers.DateTimeField(allow_null=True)
@@ -181,7 +182,7 @@ class RunOutput(RunIdentityOutput):
         return RunErrorOutput(run).data if run.error_reason else None
 
 
-class RunPollOutput(serializers.Serializer):
+class RunPollOutput(OutputSerializer):
     href = serializers.SerializerMethodField()
     recommended_interval_ms = serializers.SerializerMethodField()
     max_wait_sec = serializers.IntegerField(source="timebox_sec")
@@ -193,7 +194,7 @@ class RunPollOutput(serializers.Serializer):
         return POLL_INTERVAL_MS
 
 
-class RunReservationOutput(serializers.Serializer):
+class RunReservationOutput(OutputSerializer):
     max_cost_usd = UsdField(source="reserved_micros")
     currency = serializers.SerializerMethodField()
 
@@ -201,7 +202,7 @@ class RunReservationOutput(serializers.Serializer):
         return "USD"
 
 
-class RunCreatedMetaOutput(serializers.Serializer):
+class RunCreatedMetaOutput(OutputSerializer):
     created_at = serializers.DateTimeField()
     trace_id = serializers.CharField()
 
