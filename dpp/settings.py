@@ -240,7 +240,12 @@ if DPP_HEARTBEAT_SECONDS >= DPP_LEASE_SECONDS:
 # timebox + this grace + the time finalization may take.
 DPP_LEASE_GRACE_SECONDS = env_int("DPP_LEASE_GRACE_SECONDS", 60, minimum=1)
 DPP_MAX_TIMEBOX_SECONDS = 90
-DPP_RUN_TASK_TIME_LIMIT_SECONDS = DPP_MAX_TIMEBOX_SECONDS + DPP_LEASE_GRACE_SECONDS + 120
+# How long a worker retries a state transition while PostgreSQL is unreachable before it gives
+# up (runs/worker.py with_db_reconnect); the time limit leaves room for one outage before the
+# pack (the lease claim) and one after it (finalization).
+DPP_WORKER_DB_RETRY_SECONDS = env_int("DPP_WORKER_DB_RETRY_SECONDS", 90, minimum=0, maximum=3600)
+DPP_RUN_TASK_TIME_LIMIT_SECONDS = (DPP_MAX_TIMEBOX_SECONDS + DPP_LEASE_GRACE_SECONDS + 120
+                                   + 2 * DPP_WORKER_DB_RETRY_SECONDS)
 DPP_REAPER_INTERVAL_SECONDS = env_int("DPP_REAPER_INTERVAL_SECONDS", 30, minimum=1)
 DPP_RECONCILE_AFTER_SECONDS = env_int("DPP_RECONCILE_AFTER_SECONDS", 300, minimum=1)
 # A claim whose S3 receipt cannot be read (any error but "no such object") this long after the
@@ -360,7 +365,7 @@ CELERY_WORKER_SEND_TASK_EVENTS = bool(DPP_EVENTS_URL)  # over Redis, never over 
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
-CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+CELERY_BEAT_SCHEDULER = "dpp.beat:DatabaseScheduler"  # rides out a PostgreSQL outage (dpp/beat.py)
 CELERY_TIMEZONE = "UTC"
 
 # --- Logging --------------------------------------------------------------------------------------

@@ -22,6 +22,18 @@ This transport (settings select it for ``sqs://`` broker URLs, ``CELERY_BROKER_T
   consecutive failure, at most ``MAX_BACKOFF_SECONDS``), and logs the first failure, every
   power of two after it, and the recovery, not one line per poll.
 
+A second upstream bug (kombu 5.7.0), found by drill 12 (SQS accepting connections and never
+answering): ``AsyncHTTPSConnection`` builds each asynchronous request with ``connect_timeout``
+and ``request_timeout`` (20 s), but ``kombu.asynchronous.http.curl.CurlClient._setup_request``
+never hands them to pycurl (no ``CONNECTTIMEOUT``, no ``TIMEOUT``). A ReceiveMessage sent to a
+peer that accepts the connection and never answers therefore waits forever: the worker keeps its
+process but stops consuming, even after SQS answers again, until something resets that TCP
+connection. Here ``Channel.asynsqs`` gives kombu's asynchronous SQS connection a
+``TimedHTTPSConnection`` that applies a connect timeout (``CONNECT_TIMEOUT_SECONDS``) and a total
+timeout of the long poll plus ``REQUEST_TIMEOUT_MARGIN_SECONDS`` to each request's curl handle;
+a request that runs out ends as curl error 28, which kombu reports as a 599 answer: a failed
+receive, handled as above.
+
 The worker keeps its process and polls again until SQS answers. Remove this module when kombu's
 ``_on_messages_ready`` accepts the empty list and its receive errors no longer escape (checked at
 import: a kombu other than the versions below fails loudly here so the check is redone).
@@ -30,8 +42,11 @@ import: a kombu other than the versions below fails loudly here so the check is 
 from __future__ import annotations
 
 import logging
+from functools import partial
 
 import kombu
+import pycurl
+from kombu.asynchronous.aws.connection import AsyncHTTPSConnection
 from kombu.transport import SQS
 from vine import promise
 
@@ -49,6 +64,32 @@ if kombu.__version__ not in KOMBU_VERSIONS_CHECKED:
 
 MAX_BACKOFF_SECONDS = 10.0
 MIN_BACKOFF_SECONDS = 0.5
+# An asynchronous SQS request (the long poll) may take the poll's wait time plus this margin.
+CONNECT_TIMEOUT_SECONDS = 5.0
+REQUEST_TIMEOUT_MARGIN_SECONDS = 10.0
+
+
+def curl_timeouts_apply(curl, *, connect_seconds: float, total_seconds: float) -> None:
+    """What kombu's curl client leaves out: the request's timeouts, on its curl handle."""
+    curl.setopt(pycurl.NOSIGNAL, 1)  # timeouts without SIGALRM (the worker's timebox owns it)
+    curl.setopt(pycurl.CONNECTTIMEOUT_MS, int(connect_seconds * 1000))
+    curl.setopt(pycurl.TIMEOUT_MS, int(total_seconds * 1000))
+
+
+class TimedHTTPSConnection(AsyncHTTPSConnection):
+    """kombu's asynchronous HTTP connection whose requests really end at their timeouts."""
+
+    def __init__(self, *, http_client, connect_seconds: float, total_seconds: float):
+        super().__init__(timeout=total_seconds, http_client=http_client)
+        self.connect_seconds, self.total_seconds = connect_seconds, total_seconds
+
+    def getrequest(self):
+        request = super().getrequest()
+        request.connect_timeout, request.request_timeout = self.connect_seconds, self.total_seconds
+        # kombu's curl client calls on_prepare(curl) last, once the handle is set up.
+        request.on_prepare = partial(curl_timeouts_apply, connect_seconds=self.connect_seconds,
+                                     total_seconds=self.total_seconds)
+        return request
 
 
 class Channel(SQS.Channel):
@@ -97,6 +138,14 @@ class Channel(SQS.Channel):
             self.hub.call_later(delay, self._schedule_queue, queue)
             return
         super()._loop1(queue, messages_fetched)
+
+
+    def asynsqs(self, queue=None):
+        connection = super().asynsqs(queue=queue)  # kombu caches it per channel (or per queue)
+        connection.get_http_connection = partial(
+            TimedHTTPSConnection, http_client=connection._httpclient, connect_seconds=CONNECT_TIMEOUT_SECONDS,
+            total_seconds=(self.wait_time_seconds or 0) + REQUEST_TIMEOUT_MARGIN_SECONDS)
+        return connection
 
 
 class Transport(SQS.Transport):

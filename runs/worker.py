@@ -4,7 +4,8 @@ finalize in two phases (claim -> upload the S3 receipt -> commit).
 Invariants kept here:
 - a run executes only under a lease this worker claimed (runs/services/lease.py decides);
 - every call to a state transition goes through ``with_db_reconnect`` (a dropped connection is
-  retried: transitions are compare-and-set, so a retry of one that committed simply loses);
+  retried for up to DPP_WORKER_DB_RETRY_SECONDS: transitions are compare-and-set, and claims
+  carry a token chosen before the first attempt, so a retry of one that committed wins again);
 - the heartbeat stops before finalization starts, and always in ``finally``;
 - a heartbeat that updates no row means the lease is no longer ours (the run was canceled, or
   reaped): the pack is stopped at once (``PackStopper``), nothing is finalized, the message's
@@ -49,28 +50,51 @@ from runs.services import (
 logger = logging.getLogger(__name__)
 
 UPLOAD_ATTEMPTS = 3
-DB_ATTEMPTS = 3
+# with_db_reconnect's back-off while the database is unreachable: 0.25 s doubling up to 2 s.
+DB_RETRY_FIRST_DELAY_SECONDS = 0.25
+DB_RETRY_MAX_DELAY_SECONDS = 2.0
 ENVELOPE_SCHEMA_VERSION = "1"
 # Failures that are the platform's, not the pack's nor the customer's: the run is refunded.
 PLATFORM_FAULTS = frozenset({"PACK_UNAVAILABLE"})
 
 
 def with_db_reconnect(call, /, **kwargs):
-    """Call the state transition ``call(**kwargs)``, reconnecting when the database connection
-    was dropped (at most DB_ATTEMPTS tries).
+    """Call the state transition ``call(**kwargs)``, reconnecting while the database is
+    unreachable, for at most DPP_WORKER_DB_RETRY_SECONDS (time.monotonic()); then re-raise.
 
     Retrying is safe: every transition is a compare-and-set. The claims take a token the caller
     chose before the first attempt, so a retry of one that did commit (its answer lost with the
-    connection) finds the run already holding that token and reports a win, not a loss."""
-    for attempt in range(1, DB_ATTEMPTS + 1):
+    connection) finds the run already holding that token and reports a win, not a loss.
+
+    Why a budget and not a few attempts: a worker that gives up during a database outage leaves
+    its run to the reaper, which fails it at the minimum fee once the lease expires: the customer
+    would pay for the platform's outage. Neither the heartbeat's extension nor the finalize claim
+    requires an unexpired lease, so when the database returns this retry and the reaper race
+    fairly by compare-and-set (with the production lease, 120 s renewed every 30 s, the lease
+    outlives an outage shorter than the default budget of 90 s, and the worker wins). The budget
+    holds a worker slot while it lasts; the task's hard time limit leaves room for it."""
+    budget = settings.DPP_WORKER_DB_RETRY_SECONDS
+    give_up_at = time.monotonic() + budget
+    delay = DB_RETRY_FIRST_DELAY_SECONDS
+    attempt = 0
+    while True:
+        attempt += 1
         try:
             return call(**kwargs)
-        except (OperationalError, InterfaceError):
-            if attempt == DB_ATTEMPTS:
+        except (OperationalError, InterfaceError) as error:
+            left = give_up_at - time.monotonic()
+            if left <= 0:
+                logger.error("database unreachable; giving up on this transition",
+                             extra={"attempt": attempt, "retry_budget_seconds": budget,
+                                    "transition": getattr(call, "__name__", "?"), "error": type(error).__name__})
                 raise
-            logger.warning("database connection lost; reconnecting", exc_info=True, extra={"attempt": attempt})
+            # The driver's message can name the host and user: log the class only.
+            logger.warning("database connection lost; reconnecting",
+                           extra={"attempt": attempt, "retry_in_seconds": round(min(delay, left), 3),
+                                  "transition": getattr(call, "__name__", "?"), "error": type(error).__name__})
             connection.close()
-            time.sleep(0.5 * attempt)
+            time.sleep(min(delay, left))
+            delay = min(delay * 2, DB_RETRY_MAX_DELAY_SECONDS)
 
 
 class TimeboxExceeded(BaseException):

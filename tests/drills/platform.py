@@ -107,7 +107,8 @@ class Platform:
         }
         self.worker_env = worker_env or {}
         self.processes: list[Process] = []
-        self.restarts = 0
+        self.restarts = 0  # workers and beats the supervisor restarted after they died on their own
+        self.beat_restarts = 0
         self.moto: Process | None = None
         self.redis: Process | None = None
 
@@ -136,12 +137,13 @@ class Platform:
         (kombu's SQS consumer stops the whole worker when the endpoint vanishes mid-poll; see
         docs/RELIABILITY.md.) Workers killed or stopped by a drill stay down."""
         while not self._supervising.wait(0.5):
-            # celery-beat exits when PostgreSQL is unreachable (its DatabaseScheduler's query
-            # raises); compose's restart policy brings it back, and so does this supervisor.
+            # A beat that died is restarted too (as compose's restart policy would), and counted in
+            # ``beat_restarts`` so that a drill can tell a beat that survived from one brought back.
             for index, beat in enumerate(list(self.beats)):
                 if not beat.alive and not beat.stopped_on_purpose and time.monotonic() - beat.started_at > 3:
                     beat.stopped_on_purpose = True
                     self.restarts += 1
+                    self.beat_restarts += 1
                     self.beats[index] = self.start_beat()
             for index, worker in enumerate(list(self.workers)):
                 if not worker.alive and not worker.stopped_on_purpose:
@@ -219,7 +221,7 @@ class Platform:
     def start_beat(self) -> Process:
         index = len([p for p in self.processes if p.name.startswith("beat")])
         return self.spawn(f"beat-{index}", [str(BIN / "celery"), "-A", "dpp", "beat", "-l", "INFO", "-S",
-                                             "django_celery_beat.schedulers:DatabaseScheduler",
+                                             "dpp.beat:DatabaseScheduler",
                                              "--pidfile", str(LOG_DIR / f"beat-{self.tag}-{index}.pid"),
                                              "-s", str(LOG_DIR / f"beat-{self.tag}-{index}.schedule")])
 
