@@ -2,14 +2,16 @@
 
 Invariants kept here (the database keeps them too; see models.py):
 - one posting function (``_journal_post``) writes every journal with all its legs and updates
-  the wallet cache in the same transaction;
+  the wallet cache in the same transaction; the reservation, the hot path, writes its journal,
+  legs and wallet UPDATE as one statement (``_RESERVE_SQL``, the same rows);
 - reserve moves AVAILABLE -> HELD and takes a concurrency slot (``Wallet.active_runs``) in one
   conditional UPDATE, written last; every settle of a run that held a slot gives it back;
 - reserve moves AVAILABLE -> HELD; settle moves HELD -> REVENUE (the charge) and HELD ->
   AVAILABLE (the rest); release moves HELD -> AVAILABLE; top-up moves FUNDING -> AVAILABLE;
 - a run has one reserve and at most one settle-or-release (unique constraint), and a charge is
   never above the reservation;
-- wallet updates are conditional UPDATEs with F() expressions: no read-then-write in Python.
+- wallet updates are conditional UPDATEs (F() expressions, or SQL arithmetic): no
+  read-then-write in Python.
 """
 
 from __future__ import annotations
@@ -88,6 +90,26 @@ def _journal_post(*, kind: str, tenant_id, legs: list[tuple[str, int]], run_id=N
     return journal
 
 
+_RESERVE_SQL = f"""
+WITH journal AS (
+    INSERT INTO {Journal._meta.db_table} (kind, phase, tenant_id, run_id, reference, memo, created_at)
+    VALUES (%(kind)s, %(phase)s, %(tenant_id)s, %(run_id)s, NULL, '', %(created_at)s)
+    RETURNING id
+), legs AS (
+    INSERT INTO {JournalLeg._meta.db_table} (journal_id, account_id, amount_micros)
+    SELECT journal.id, leg.account_id, leg.amount_micros
+      FROM journal, (VALUES (%(available)s::bigint, -%(amount)s::bigint),
+                            (%(held)s::bigint, %(amount)s::bigint)) AS leg(account_id, amount_micros)
+), wallet AS (
+    UPDATE {Wallet._meta.db_table}
+       SET available_micros = available_micros - %(amount)s, held_micros = held_micros + %(amount)s,
+           active_runs = active_runs + 1
+     WHERE tenant_id = %(tenant_id)s AND available_micros >= %(amount)s AND active_runs < %(max_active_runs)s
+    RETURNING 1
+)
+SELECT journal.id, (SELECT count(*) FROM wallet) FROM journal
+"""
+
 _JOURNAL_INSERT_SQL = f"""
 WITH journal AS (
     INSERT INTO {Journal._meta.db_table} (kind, phase, tenant_id, run_id, reference, memo, created_at)
@@ -137,23 +159,28 @@ def reservation_create(*, tenant_id, run_id, amount_micros: int, max_active_runs
     """Hold ``amount_micros`` for a new run (AVAILABLE -> HELD) and take one of the tenant's
     ``max_active_runs`` concurrency slots. Caller owns the transaction.
 
-    The journal and its legs are written first; the wallet's conditional UPDATE (enough available
-    balance AND a free slot) is the LAST statement, so the caller's transaction holds the tenant's
-    hot wallet row for that one statement and its commit. The caller must write nothing after it.
+    The journal, its legs and the wallet's conditional UPDATE (enough available balance AND a
+    free slot) are ONE statement, the caller's last, so the caller's transaction holds the
+    tenant's hot wallet row for that one statement and its commit. The caller must write nothing
+    after it.
     """
     _require_atomic()
     if amount_micros <= 0:
         raise LedgerError("a reservation must be positive")
-    journal = _journal_post(
-        kind=Journal.Kind.RESERVE, tenant_id=tenant_id, run_id=run_id,
-        legs=[("tenant:AVAILABLE", -amount_micros), ("tenant:HELD", amount_micros)],
-    )
-    moved = Wallet.objects.filter(
-        tenant_id=tenant_id, available_micros__gte=amount_micros, active_runs__lt=max_active_runs
-    ).update(
-        available_micros=F("available_micros") - amount_micros, held_micros=F("held_micros") + amount_micros,
-        active_runs=F("active_runs") + 1,
-    )
+    accounts = _accounts(tenant_id=tenant_id)
+    journal = Journal(kind=Journal.Kind.RESERVE, phase=Journal.Phase.RESERVE, tenant_id=tenant_id, run_id=run_id,
+                      memo="", created_at=timezone.now())
+    # The journal, its legs and the wallet's conditional UPDATE in ONE statement (one round trip):
+    # the wallet row is locked while that statement runs and until the commit. Refused (balance or
+    # slot), the statement still wrote the journal: the caller's transaction is rolled back by
+    # the raise below.
+    with connection.cursor() as cursor:
+        cursor.execute(_RESERVE_SQL, {
+            "kind": journal.kind, "phase": journal.phase, "tenant_id": tenant_id, "run_id": run_id,
+            "created_at": journal.created_at, "available": accounts["tenant:AVAILABLE"],
+            "held": accounts["tenant:HELD"], "amount": amount_micros, "max_active_runs": max_active_runs})
+        journal.pk, moved = cursor.fetchone()
+    journal._state.adding = False
     if moved != 1:
         # Refused: say why (a plain read; the transaction is rolled back by the raise).
         wallet = Wallet.objects.filter(tenant_id=tenant_id).values("available_micros", "active_runs").first()

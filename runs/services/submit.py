@@ -31,6 +31,7 @@ from django.utils import timezone
 from billing.money import MIN_RESERVATION_MICROS, micros_to_usd, minimum_fee_micros
 from billing.services import ConcurrentRunsExceeded, reservation_create
 from dpp.context import current_request_id
+from dpp.db.inserts import model_insert
 from dpp.errors import DomainError, ValidationProblem
 from dpp.metrics import run_created_observe
 from runs.models import Run
@@ -80,9 +81,10 @@ def run_create(*, tenant: Tenant, submission: RunSubmission, now: datetime | Non
 
     ``tenant.plan`` is the plan loaded with the tenant (by authentication): its limits apply.
     One durable transaction, in this order: INSERT the run (the idempotency key's unique index
-    decides a race between two submissions with one key) -> reserve journal and legs -> history
-    row -> the wallet's conditional UPDATE (balance and concurrency slot) LAST, then commit: the
-    tenant's hot wallet row is locked for one statement and the commit, not the whole
+    decides a race between two submissions with one key) -> history row -> the reservation: its
+    journal, legs and the wallet's conditional UPDATE (balance and concurrency slot) as ONE
+    statement, LAST, then commit: the tenant's hot wallet row is locked for one statement and
+    the commit, not the whole
     transaction. No broker I/O: the relay sends the task (the run row is the outbox); after the
     commit it is only woken.
     """
@@ -102,7 +104,7 @@ def run_create(*, tenant: Tenant, submission: RunSubmission, now: datetime | Non
         webhook_url_check(url=submission.webhook["url"], field="webhook.url")
     try:
         with transaction.atomic(durable=True):
-            run = Run.objects.create(
+            run = model_insert(Run(
                 tenant=tenant,
                 pack_type=submission.pack_type,
                 inputs=submission.inputs,
@@ -117,7 +119,7 @@ def run_create(*, tenant: Tenant, submission: RunSubmission, now: datetime | Non
                 request_id=current_request_id() or "",
                 retention_until=now + timedelta(days=plan.retention_days),
                 deadline_at=now + timedelta(seconds=settings.DPP_RUN_QUEUE_DEADLINE_SECONDS),
-            )
+            ))
             run_event_record(run, kind="CREATED", actor="api", to_status=Run.Status.QUEUED,
                              money_state=Run.MoneyState.RESERVED, amount_micros=submission.max_cost_micros)
             # Last statement before the commit (see billing.services.reservation_create).

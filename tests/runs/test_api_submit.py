@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from django.test import override_settings
 
@@ -308,13 +310,17 @@ class TestTheHotWalletRow:
             response = post_run(auth_client)
 
         assert response.status_code == 202
-        statements = [q["sql"] for q in queries.captured_queries]
-        wallet_updates = [i for i, sql in enumerate(statements) if sql.startswith('UPDATE "billing_wallet"')]
+        statements = [q["sql"].strip() for q in queries.captured_queries]
+        # The reservation's journal, legs and wallet UPDATE are one statement (a WITH query).
+        wallet_updates = [i for i, sql in enumerate(statements) if re.search(r'UPDATE "?billing_wallet"?', sql)]
         assert len(wallet_updates) == 1
         # (The test's transaction turns the commit into a savepoint release.)
-        writes_after = [sql for sql in statements[wallet_updates[0] + 1:] if sql.startswith(("INSERT", "UPDATE", "DELETE"))]
+        writes_after = [sql for sql in statements[wallet_updates[0] + 1:]
+                        if sql.startswith(("INSERT", "UPDATE", "DELETE", "WITH"))]
         assert writes_after == [], writes_after
         assert "active_runs" in statements[wallet_updates[0]]
+        # The run and its history row were written before it.
+        assert any('INSERT INTO "runs_run"' in sql for sql in statements[:wallet_updates[0]])
         assert not [sql for sql in statements if "FOR UPDATE" in sql]  # no lock taken earlier
 
     def test_a_refused_submission_holds_no_slot_and_moves_nothing(self):
