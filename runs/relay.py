@@ -18,7 +18,7 @@ import time
 
 import redis
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import InterfaceError, OperationalError, close_old_connections, connections
 from django.utils import timezone
 
 from dpp.celery import app as celery_app
@@ -86,14 +86,29 @@ def relay_forever(*, stop: threading.Event, batch_size: int, poll_seconds: float
     wakeup.wait(0)  # subscribe before the first drain: a commit after it wakes us
     producer = celery_app.producer_pool.acquire(block=True)
     logger.info("relay started", extra={"batch_size": batch_size, "poll_seconds": poll_seconds})
+    database_down_since = None  # time.monotonic() of the outage's first failed batch
     try:
         while not stop.is_set():
             try:
                 close_old_connections()
                 counts = relay_batch(producer=producer, limit=batch_size)
+            except (OperationalError, InterfaceError) as error:
+                # PostgreSQL unreachable: one WARNING per outage (class only: a driver's message
+                # can name the host and user), not a traceback every poll; the runs wait in it.
+                if database_down_since is None:
+                    database_down_since = time.monotonic()
+                    logger.warning("relay: the database is unreachable; retrying every poll interval",
+                                   extra={"error": type(error).__name__})
+                connections.close_all()
+                stop.wait(poll_seconds)
+                continue
             except Exception:
                 logger.exception("relay batch failed; retrying after the poll interval")
                 counts = {"claimed": 0, "failed": 1}
+            if database_down_since is not None:
+                logger.info("relay: the database answers again",
+                            extra={"outage_seconds": round(time.monotonic() - database_down_since, 1)})
+                database_down_since = None
             if counts["failed"]:
                 # The broker refused: keep a fresh producer and do not spin on it.
                 producer.release()

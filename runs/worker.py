@@ -215,9 +215,15 @@ class LeaseHeartbeat:
                 if self.on_lost is not None:
                     self.on_lost()
                 return False
+        except (OperationalError, InterfaceError) as error:
+            # The database is unreachable: the class only (a driver's message can name the host
+            # and user), no traceback every beat.
+            logger.warning("heartbeat: lease extension failed; will retry", extra={"error": type(error).__name__})
+            connection.close()  # a broken connection is replaced on the next beat
+            return True
         except Exception:
             logger.warning("heartbeat: lease extension failed; will retry", exc_info=True)
-            connection.close()  # a broken connection is replaced on the next beat
+            connection.close()
             return True
         if self.message is not None:
             try:

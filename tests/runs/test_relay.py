@@ -6,6 +6,7 @@ and does not count as a send."""
 from __future__ import annotations
 
 import base64
+import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -203,3 +204,33 @@ class TestSubmissionRollback:
         assert not Journal.objects.filter(tenant=tenant, phase="RESERVE").exists()
         with celery_app.producer_pool.acquire(block=True) as producer:
             assert relay_batch(producer=producer, limit=10) == {"claimed": 0, "sent": 0, "failed": 0}
+
+
+class TestRelayWithoutTheDatabase:
+    def test_an_outage_is_one_warning_and_the_relay_goes_on(self, monkeypatch, caplog):
+        """A fake relay_batch: the database refuses three batches, then answers (the relay must
+        neither die nor log a traceback every poll)."""
+        from django.db import OperationalError
+
+        import runs.relay as relay_module
+
+        stop = threading.Event()
+        calls = []
+
+        def fake_batch(*, producer, limit):
+            calls.append(1)
+            if len(calls) <= 3:
+                raise OperationalError("connection refused")
+            stop.set()
+            return {"claimed": 0, "failed": 0}
+
+        monkeypatch.setattr(relay_module, "relay_batch", fake_batch)
+        with caplog.at_level(logging.INFO, logger="runs.relay"):
+            relay_forever(stop=stop, batch_size=10, poll_seconds=0.01)
+
+        assert len(calls) == 4
+        records = [(r.levelname, r.getMessage()) for r in caplog.records if r.name == "runs.relay"]
+        assert [m for level, m in records if level == "WARNING"] == [
+            "relay: the database is unreachable; retrying every poll interval"]
+        assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+        assert ("INFO", "relay: the database answers again") in records
