@@ -8,36 +8,24 @@ real beat through a 60 s outage."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from django.conf import settings
-from django.db import OperationalError, connection
+from django.db import OperationalError
 from django.utils import timezone
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 from django_celery_beat.schedulers import DatabaseScheduler as LibraryDatabaseScheduler
 
 from dpp import beat
 from dpp.celery import app
+from tests.database import postgres_unreachable
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-@contextlib.contextmanager
-def postgres_unreachable():
-    saved = {"HOST": connection.settings_dict["HOST"], "PORT": connection.settings_dict["PORT"]}
-    connection.close()
-    connection.settings_dict.update(HOST="127.0.0.1", PORT="1")  # nothing listens on port 1
-    try:
-        yield
-    finally:
-        connection.close()
-        connection.settings_dict.update(saved)
 
 
 class SchedulerWithFakeSender(beat.DatabaseScheduler):

@@ -6,29 +6,16 @@ fails to connect."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
 
 import pytest
-from django.db import connection
 
+from tests.database import postgres_unreachable
 from tests.runs.helpers import post_run
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 PROBLEM = "application/problem+json"
-
-
-@contextlib.contextmanager
-def postgres_unreachable():
-    saved = {"HOST": connection.settings_dict["HOST"], "PORT": connection.settings_dict["PORT"]}
-    connection.close()
-    connection.settings_dict.update(HOST="127.0.0.1", PORT="1")  # nothing listens on port 1
-    try:
-        yield
-    finally:
-        connection.close()
-        connection.settings_dict.update(saved)
 
 
 def assert_database_503(response, caplog) -> None:
