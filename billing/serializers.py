@@ -26,8 +26,10 @@ class UsdField(serializers.Field):
 
 
 class BalanceOutput(serializers.Serializer):
-    """GET /v1/balance, from {"available_micros", "held_micros", "plan"}."""
+    """GET /v1/balance, from {"tenant_id", "available_micros", "held_micros", "plan"}. The tenant
+    id is the key's own (what GET /v1/tenants/{id}/usage needs, for a client holding only a key)."""
 
+    tenant_id = serializers.UUIDField()
     available_usd = UsdField(source="available_micros")
     held_usd = UsdField(source="held_micros")
     currency = serializers.SerializerMethodField()

@@ -15,6 +15,6 @@ class BalanceView(TenantAPIView):
     def get(self, request):
         wallet = wallet_get(tenant_id=request.user.pk)
         plan = request.user.plan
-        balance = {"available_micros": wallet.available_micros, "held_micros": wallet.held_micros,
+        balance = {"tenant_id": request.user.pk, "available_micros": wallet.available_micros, "held_micros": wallet.held_micros,
                    "plan": {"code": plan.code, "limits": plan.limits()}}
         return Response(BalanceOutput(balance).data)

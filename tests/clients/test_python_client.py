@@ -199,11 +199,13 @@ class TestListingAndAccount:
             packs = client.packs()
             balance = client.balance()
             usage = client.usage(str(tenant.pk))
+            own_usage = client.usage()  # the key's tenant, read from the balance
 
         assert "decision" in [pack.pack_type for pack in packs]
         decision = next(pack for pack in packs if pack.pack_type == "decision")
         assert decision.pricing.base_usd == "0.0100" and decision.input_schema["type"] == "object"
         assert balance.available_usd == "9.9896" and balance.held_usd == "0.0000" and balance.plan.code == "unlimited"
-        assert usage.tenant_id == str(tenant.pk)
+        assert usage.tenant_id == str(tenant.pk) and balance.tenant_id == str(tenant.pk)
+        assert own_usage == usage
         assert sum(day.cost_usd_micros_sum for day in usage.daily_usage) == DECISION_COST_MICROS
         assert sum(day.success_count for day in usage.daily_usage) == 1

@@ -177,9 +177,10 @@ class TestRunList:
 
 
 class TestBalance:
-    def test_shows_available_held_and_the_plan(self, auth_client):
+    def test_shows_available_held_and_the_plan(self, auth_client, tenant):
         submit(auth_client, "0.5000")
         body = auth_client.get("/v1/balance").json()
+        assert body["tenant_id"] == str(tenant.pk)  # the key's own tenant, for its usage URL
         assert body["available_usd"] == "9.5000"
         assert body["held_usd"] == "0.5000"
         assert body["currency"] == "USD"

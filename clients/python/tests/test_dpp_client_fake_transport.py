@@ -353,3 +353,28 @@ def test_the_key_and_base_url_come_from_the_environment(monkeypatch):
     monkeypatch.delenv("DPP_API_KEY")
     with pytest.raises(ValueError):
         Client()
+
+
+class TestUsageOfTheKeysOwnTenant:
+    BALANCE = {"tenant_id": "t-7", "available_usd": "1.0000", "held_usd": "0.0000", "currency": "USD",
+               "plan": {"code": "free", "limits": {}}}
+    USAGE = {"tenant_id": "t-7", "daily_usage": []}
+
+    def test_usage_without_a_tenant_reads_it_from_the_balance_once_fake_transport(self):
+        script = Script(httpx.Response(200, json=self.BALANCE), httpx.Response(200, json=self.USAGE),
+                        httpx.Response(200, json=self.USAGE))
+        client, _ = client_for(script)
+        assert client.usage().tenant_id == "t-7"
+        assert client.usage(from_date="2026-01-01").tenant_id == "t-7"
+        assert [r.url.path for r in script.requests] == ["/v1/balance", "/v1/tenants/t-7/usage",
+                                                         "/v1/tenants/t-7/usage"]
+
+    def test_the_async_client_does_the_same_fake_transport(self):
+        script = Script(httpx.Response(200, json=self.BALANCE), httpx.Response(200, json=self.USAGE))
+
+        async def main():
+            async with AsyncClient(BASE, KEY, transport=httpx.MockTransport(script)) as client:
+                return await client.usage()
+
+        assert anyio.run(main).tenant_id == "t-7"
+        assert [r.url.path for r in script.requests] == ["/v1/balance", "/v1/tenants/t-7/usage"]

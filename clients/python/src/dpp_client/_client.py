@@ -84,6 +84,7 @@ class Client:
         # Result downloads go to presigned storage URLs: no API key may travel there.
         self._download_http = httpx.Client(timeout=timeout, transport=transport, follow_redirects=False)
         self._sleep = time.sleep
+        self._tenant_id: str | None = None  # the key's tenant, once usage() has read it
         self.runs = Runs(self)
         self.webhook_endpoints = WebhookEndpoints(self)
 
@@ -161,8 +162,11 @@ class Client:
     def balance(self) -> DPPObject:
         return self._json("GET", "/v1/balance")
 
-    def usage(self, tenant_id: str, *, from_date: Any = None, to_date: Any = None) -> DPPObject:
-        """Daily usage of the key's own tenant (``from_date``/``to_date``: dates or YYYY-MM-DD)."""
+    def usage(self, tenant_id: str | None = None, *, from_date: Any = None, to_date: Any = None) -> DPPObject:
+        """Daily usage of the key's own tenant (``from_date``/``to_date``: dates or YYYY-MM-DD).
+        Without ``tenant_id``, the key's tenant (read from the balance once)."""
+        tenant_id = tenant_id or self._tenant_id or self.balance()["tenant_id"]
+        self._tenant_id = tenant_id
         return self._json("GET", f"/v1/tenants/{tenant_id}/usage", params=_usage_params(from_date, to_date))
 
     def webhook_secret(self) -> str:
@@ -288,6 +292,7 @@ class AsyncClient:
         self._http = httpx.AsyncClient(timeout=timeout, transport=transport, follow_redirects=False)
         self._download_http = httpx.AsyncClient(timeout=timeout, transport=transport, follow_redirects=False)
         self._sleep = anyio.sleep  # anyio (an httpx dependency): asyncio and trio alike
+        self._tenant_id: str | None = None  # the key's tenant, once usage() has read it
         self.runs = AsyncRuns(self)
         self.webhook_endpoints = AsyncWebhookEndpoints(self)
 
@@ -364,7 +369,9 @@ class AsyncClient:
     async def balance(self) -> DPPObject:
         return await self._json("GET", "/v1/balance")
 
-    async def usage(self, tenant_id: str, *, from_date: Any = None, to_date: Any = None) -> DPPObject:
+    async def usage(self, tenant_id: str | None = None, *, from_date: Any = None, to_date: Any = None) -> DPPObject:
+        tenant_id = tenant_id or self._tenant_id or (await self.balance())["tenant_id"]
+        self._tenant_id = tenant_id
         return await self._json("GET", f"/v1/tenants/{tenant_id}/usage", params=_usage_params(from_date, to_date))
 
     async def webhook_secret(self) -> str:
