@@ -209,3 +209,53 @@ class TestListingAndAccount:
         assert own_usage == usage
         assert sum(day.cost_usd_micros_sum for day in usage.daily_usage) == DECISION_COST_MICROS
         assert sum(day.success_count for day in usage.daily_usage) == 1
+
+
+class TestCancelAndWebhooks:
+    def test_cancel_refunds_a_queued_run_and_a_finished_run_is_not_cancelable(
+            self, live_server, worker, result_bucket, funded):
+        tenant, key = funded
+        with client_for(live_server, key) as client:
+            finished = client.run("decision", decision_inputs(), max_cost_usd="0.0500", timebox_sec=30)
+            worker.stop()  # from here on nothing runs: the next run stays QUEUED
+            queued = client.runs.create("decision", decision_inputs("Another?"), max_cost_usd="0.0500")
+            canceled = client.runs.cancel(queued.run_id, reason="changed my mind")
+            again = client.runs.cancel(queued.run_id)  # already CANCELED: 200, nothing moves
+            with pytest.raises(dpp_client.errors.RunNotCancelable) as refused:
+                client.runs.cancel(finished.run_id)
+
+        assert (canceled.status, canceled.money_state) == ("CANCELED", "REFUNDED")
+        assert (again.status, again.money_state) == ("CANCELED", "REFUNDED")
+        assert refused.value.status == 409
+        wallet = Wallet.objects.get(tenant=tenant)
+        assert (wallet.available_micros, wallet.held_micros, wallet.active_runs) == (
+            INITIAL_MICROS - DECISION_COST_MICROS, 0, 0)
+        assert ledger_is_green()
+
+    def test_an_endpoint_registered_by_the_client_gets_a_delivery_the_client_verifies(
+            self, live_server, result_bucket, funded, queue_name, settings):
+        from tests.runs.webhooks.receiver import Receiver
+        from tests.workers import WorkerProcess
+
+        hooks_queue = f"{queue_name}-webhooks"
+        settings.DPP_WEBHOOK_QUEUE_NAME = hooks_queue
+        settings.DPP_WEBHOOK_ALLOW_PRIVATE_CIDRS = ["127.0.0.0/8"]  # the receiver is on 127.0.0.1
+        receiver = Receiver()
+        process = WorkerProcess(queue_name=queue_name, queues=[queue_name, hooks_queue], relay=True, env={
+            "DPP_WEBHOOK_QUEUE_NAME": hooks_queue, "DPP_WEBHOOK_ALLOW_PRIVATE_CIDRS": "127.0.0.0/8"}).start()
+        try:
+            with client_for(live_server, funded[1]) as client:
+                endpoint = client.webhook_endpoints.create(receiver.url("/hooks"), event_types=["run.completed"])
+                run = client.run("decision", decision_inputs(), max_cost_usd="0.0500", timebox_sec=30)
+                [request] = receiver.wait_for(1, timeout=60)
+                deliveries = list(client.webhook_endpoints.deliveries(endpoint.id))
+        finally:
+            process.stop()
+            receiver.close()
+
+        event = dpp_client.verify_webhook(request.body, request.headers, endpoint.secret)
+        assert (event["type"], event["data"]["run"]["run_id"]) == ("run.completed", run.run_id)
+        with pytest.raises(dpp_client.errors.WebhookVerificationError):
+            dpp_client.verify_webhook(request.body + b" ", request.headers, endpoint.secret)
+        assert len(deliveries) == 1
+        assert ledger_is_green()
