@@ -248,8 +248,9 @@ def bench_postgres_same_transaction(tenant_id: str, *, as_the_api_sends_it: bool
                     if as_the_api_sends_it:
                         moved = connection.execute(_RESERVE_SQL, {
                             "kind": "RESERVE", "phase": "RESERVE", "tenant_id": tenant_id, "run_id": run_id,
-                            "created_at": datetime.now(UTC), "available": accounts["AVAILABLE"],
-                            "held": accounts["HELD"], "amount": 50000, "max_active_runs": 100000}).fetchone()[1]
+                            "reference": None, "memo": "", "created_at": datetime.now(UTC),
+                            "accounts": [accounts["AVAILABLE"], accounts["HELD"]], "amounts": [-50000, 50000],
+                            "amount": 50000, "max_active_runs": 100000}).fetchone()[1]
                         if moved != 1:
                             refused.append(run_id)
                         continue

@@ -76,52 +76,49 @@ def _journal_post(*, kind: str, tenant_id, legs: list[tuple[str, int]], run_id=N
     if sum(amount for _, amount in legs) != 0 or len(legs) < 2:
         raise LedgerError(f"unbalanced {kind} journal: {legs}")
     phase = {"RESERVE": "RESERVE", "SETTLE": "FINALIZE", "RELEASE": "FINALIZE"}.get(kind)
-    accounts = _accounts(tenant_id=tenant_id)
     journal = Journal(kind=kind, phase=phase, tenant_id=tenant_id, run_id=run_id, reference=reference,
                       memo=memo[:500], created_at=timezone.now())
     # One statement, one round trip, for the journal and its legs (every money movement writes
-    # one, the submission included); the deferred trigger still checks the sum at commit.
+    # one); the deferred trigger still checks the sum at commit.
     with connection.cursor() as cursor:
-        cursor.execute(_JOURNAL_INSERT_SQL, [
-            journal.kind, journal.phase, journal.tenant_id, journal.run_id, journal.reference, journal.memo,
-            journal.created_at, [accounts[key] for key, _ in legs], [amount for _, amount in legs]])
+        cursor.execute(_JOURNAL_INSERT_SQL, _journal_params(journal, legs))
         journal.pk = cursor.fetchone()[0]
     journal._state.adding = False
     return journal
 
 
-_RESERVE_SQL = f"""
-WITH journal AS (
+def _journal_params(journal: Journal, legs: list[tuple[str, int]]) -> dict:
+    """The parameters of ``_JOURNAL_WITH``: the journal's columns and its legs as two arrays."""
+    accounts = _accounts(tenant_id=journal.tenant_id)
+    return {"kind": journal.kind, "phase": journal.phase, "tenant_id": journal.tenant_id, "run_id": journal.run_id,
+            "reference": journal.reference, "memo": journal.memo, "created_at": journal.created_at,
+            "accounts": [accounts[key] for key, _ in legs], "amounts": [amount for _, amount in legs]}
+
+
+# A journal and its legs, as the first two parts of one WITH statement.
+_JOURNAL_WITH = f"""
+journal AS (
     INSERT INTO {Journal._meta.db_table} (kind, phase, tenant_id, run_id, reference, memo, created_at)
-    VALUES (%(kind)s, %(phase)s, %(tenant_id)s, %(run_id)s, NULL, '', %(created_at)s)
+    VALUES (%(kind)s, %(phase)s, %(tenant_id)s, %(run_id)s, %(reference)s, %(memo)s, %(created_at)s)
     RETURNING id
 ), legs AS (
     INSERT INTO {JournalLeg._meta.db_table} (journal_id, account_id, amount_micros)
     SELECT journal.id, leg.account_id, leg.amount_micros
-      FROM journal, (VALUES (%(available)s::bigint, -%(amount)s::bigint),
-                            (%(held)s::bigint, %(amount)s::bigint)) AS leg(account_id, amount_micros)
-), wallet AS (
+      FROM journal, unnest(%(accounts)s::bigint[], %(amounts)s::bigint[]) AS leg(account_id, amount_micros)
+)"""
+
+_JOURNAL_INSERT_SQL = f"WITH {_JOURNAL_WITH} SELECT id FROM journal"
+
+# The reservation: its journal, its legs and LAST the wallet's conditional UPDATE (balance and
+# concurrency slot), one statement; the second column is 1 when the wallet allowed it.
+_RESERVE_SQL = f"""WITH {_JOURNAL_WITH}, wallet AS (
     UPDATE {Wallet._meta.db_table}
        SET available_micros = available_micros - %(amount)s, held_micros = held_micros + %(amount)s,
            active_runs = active_runs + 1
      WHERE tenant_id = %(tenant_id)s AND available_micros >= %(amount)s AND active_runs < %(max_active_runs)s
     RETURNING 1
 )
-SELECT journal.id, (SELECT count(*) FROM wallet) FROM journal
-"""
-
-_JOURNAL_INSERT_SQL = f"""
-WITH journal AS (
-    INSERT INTO {Journal._meta.db_table} (kind, phase, tenant_id, run_id, reference, memo, created_at)
-    VALUES (%s, %s, %s, %s, %s, %s, %s)
-    RETURNING id
-), legs AS (
-    INSERT INTO {JournalLeg._meta.db_table} (journal_id, account_id, amount_micros)
-    SELECT journal.id, leg.account_id, leg.amount_micros
-      FROM journal, unnest(%s::bigint[], %s::bigint[]) AS leg(account_id, amount_micros)
-)
-SELECT id FROM journal
-"""
+SELECT journal.id, (SELECT count(*) FROM wallet) FROM journal"""
 
 
 def wallet_open(*, tenant: Tenant) -> Wallet:
@@ -167,18 +164,14 @@ def reservation_create(*, tenant_id, run_id, amount_micros: int, max_active_runs
     _require_atomic()
     if amount_micros <= 0:
         raise LedgerError("a reservation must be positive")
-    accounts = _accounts(tenant_id=tenant_id)
     journal = Journal(kind=Journal.Kind.RESERVE, phase=Journal.Phase.RESERVE, tenant_id=tenant_id, run_id=run_id,
                       memo="", created_at=timezone.now())
-    # The journal, its legs and the wallet's conditional UPDATE in ONE statement (one round trip):
-    # the wallet row is locked while that statement runs and until the commit. Refused (balance or
-    # slot), the statement still wrote the journal: the caller's transaction is rolled back by
-    # the raise below.
+    # Refused (balance or slot), the statement still wrote the journal: the caller's transaction
+    # is rolled back by the raise below.
     with connection.cursor() as cursor:
         cursor.execute(_RESERVE_SQL, {
-            "kind": journal.kind, "phase": journal.phase, "tenant_id": tenant_id, "run_id": run_id,
-            "created_at": journal.created_at, "available": accounts["tenant:AVAILABLE"],
-            "held": accounts["tenant:HELD"], "amount": amount_micros, "max_active_runs": max_active_runs})
+            **_journal_params(journal, [("tenant:AVAILABLE", -amount_micros), ("tenant:HELD", amount_micros)]),
+            "amount": amount_micros, "max_active_runs": max_active_runs})
         journal.pk, moved = cursor.fetchone()
     journal._state.adding = False
     if moved != 1:
