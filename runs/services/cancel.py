@@ -20,24 +20,18 @@ Invariants kept here:
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db import transaction
-from django.db.models import F
+from django.db.models import Q
 from django.utils import timezone
 
-from billing.services import reservation_settle
 from dpp.errors import DomainError
 from runs.metrics import run_canceled_observe
 from runs.models import Run
 from runs.selectors import run_get_for_tenant
-from runs.services.events import run_event_record
-from runs.services.webhooks import EventType, run_webhook_event_record
+from runs.services.finalize import run_end
 from tenants.models import Tenant
-
-logger = logging.getLogger(__name__)
 
 REASON_CODE = "CANCELED"
 DEFAULT_DETAIL = "canceled by the client"
@@ -89,28 +83,13 @@ def _refuse_unless_cancelable(run: Run) -> None:
 
 
 def _run_cancel_transition(*, run: Run, detail: str, actor: str, now: datetime) -> bool:
-    """One row of the cancel table: the guarded UPDATE and its settle or release, atomically.
-    False when zero rows were updated (another actor won)."""
-    if run.status == Run.Status.QUEUED:
-        charge, money_state = 0, Run.MoneyState.REFUNDED
-    else:  # PROCESSING, not yet CLAIMED
-        charge, money_state = run.minimum_fee_micros, Run.MoneyState.SETTLED
-    with transaction.atomic(durable=True):
-        won = Run.objects.filter(
-            pk=run.pk, version=run.version, status=run.status, finalize_stage=Run.FinalizeStage.NONE,
-            money_state=Run.MoneyState.RESERVED,
-        ).update(
-            status=Run.Status.CANCELED, money_state=money_state, actual_cost_micros=charge,
-            error_reason=REASON_CODE, error_detail=detail[:1000], finished_at=now, lease_expires_at=None,
-            version=F("version") + 1, updated_at=now,
-        )
-        if won != 1:
-            return False
-        reservation_settle(tenant_id=run.tenant_id, run_id=run.pk, charge_micros=charge,
-                           release_slot=True, memo=f"run {run.pk} canceled")
-        run_event_record(run, kind="CANCELED", actor=actor, from_status=run.status, to_status=Run.Status.CANCELED,
-                         money_state=money_state, amount_micros=charge, reason=detail)
-        run_webhook_event_record(run, event_type=EventType.RUN_CANCELED)
-    logger.info("run canceled", extra={"run_id": str(run.pk), "from_status": run.status, "charge_micros": charge})
-    run_canceled_observe(pack_type=run.pack_type)  # after the commit, once per canceled run
-    return True
+    """One row of the cancel table: the guarded UPDATE and its settle or release, atomically
+    (``finalize.run_end``, as every failure). False when another actor won."""
+    won = run_end(
+        run=run, guard=Q(version=run.version, status=run.status, finalize_stage=Run.FinalizeStage.NONE),
+        status=Run.Status.CANCELED, reason=REASON_CODE, detail=detail, actor=actor, now=now,
+        refund=run.status == Run.Status.QUEUED,  # PROCESSING, not yet CLAIMED: the minimum fee
+    )
+    if won:
+        run_canceled_observe(pack_type=run.pack_type)  # after the commit, once per canceled run
+    return won

@@ -101,11 +101,23 @@ def run_finalize_commit(*, run: Run, finalize_token, charge_micros: int, sha256:
 def run_fail(*, run: Run, guard: Q, reason: str, detail: str, refund: bool, actor: str, now: datetime) -> bool:
     """FAILED with the minimum fee charged (or everything released when ``refund``), guarded by
     ``guard`` (the caller's transition conditions) and by the money still being RESERVED."""
+    return run_end(run=run, guard=guard, status=Run.Status.FAILED, reason=reason, detail=detail, refund=refund,
+                   actor=actor, now=now)
+
+
+_END_EVENTS = {Run.Status.FAILED: EventType.RUN_FAILED, Run.Status.CANCELED: EventType.RUN_CANCELED}
+
+
+def run_end(*, run: Run, guard: Q, status: str, reason: str, detail: str, refund: bool, actor: str,
+            now: datetime) -> bool:
+    """A run ends without a result (FAILED, or CANCELED by its client): the minimum fee is charged,
+    or everything released when ``refund``, in the transaction of the UPDATE guarded by ``guard``
+    and by the money still being RESERVED. False when another actor won (nothing moved)."""
     charge = 0 if refund else run.minimum_fee_micros
     money_state = Run.MoneyState.REFUNDED if refund else Run.MoneyState.SETTLED
     with transaction.atomic():
         won = Run.objects.filter(guard, pk=run.pk, money_state=Run.MoneyState.RESERVED).update(
-            status=Run.Status.FAILED, money_state=money_state, actual_cost_micros=charge,
+            status=status, money_state=money_state, actual_cost_micros=charge,
             error_reason=reason, error_detail=detail[:1000], finished_at=now, lease_expires_at=None,
             version=F("version") + 1, updated_at=now,
         )
@@ -113,8 +125,9 @@ def run_fail(*, run: Run, guard: Q, reason: str, detail: str, refund: bool, acto
             return False
         reservation_settle(tenant_id=run.tenant_id, run_id=run.pk, charge_micros=charge, release_slot=True,
                            memo=f"run {run.pk} {reason}")
-        run_event_record(run, kind="FAILED", actor=actor, from_status=run.status, to_status=Run.Status.FAILED,
+        run_event_record(run, kind=status, actor=actor, from_status=run.status, to_status=status,
                          money_state=money_state, amount_micros=charge, reason=f"{reason}: {detail}")
-        run_webhook_event_record(run, event_type=EventType.RUN_FAILED)
-    logger.info("run failed", extra={"run_id": str(run.pk), "reason": reason, "charge_micros": charge})
+        run_webhook_event_record(run, event_type=_END_EVENTS[status])
+    logger.info("run ended", extra={"run_id": str(run.pk), "status": status, "reason": reason,
+                                    "charge_micros": charge})
     return True
