@@ -64,22 +64,31 @@ def _bad_string(value: str) -> str | None:
     return None
 
 
-def _strings_check(data) -> None:
+MAX_PATH = 200  # characters of a value's path kept (and named in an error)
+
+
+def _strings_check(text: str, data) -> None:
+    """Refuse a NUL or a lone surrogate in any string or key. Only a ``\\u`` escape can produce
+    either (strict UTF-8 decoding cannot, and the decoder refuses raw control characters), so a
+    body without one is not walked. Each path is cut to MAX_PATH as it is built: a long key
+    over many list items must not be copied once per item."""
+    if "\\u" not in text:
+        return
     stack = [("$", data)]
     while stack:
         path, value = stack.pop()
         if isinstance(value, str):
             problem = _bad_string(value)
             if problem:
-                raise ParseError(f"JSON parse error - the string at {path[:200]} {problem}")
+                raise ParseError(f"JSON parse error - the string at {path} {problem}")
         elif isinstance(value, dict):
             for key, item in value.items():
                 problem = _bad_string(key)
                 if problem:
-                    raise ParseError(f"JSON parse error - a key in {path[:200]} {problem}")
-                stack.append((f"{path}.{key}", item))
+                    raise ParseError(f"JSON parse error - a key in {path} {problem}")
+                stack.append(((path + "." + key[:MAX_PATH])[:MAX_PATH], item))
         elif isinstance(value, list):
-            stack.extend((f"{path}[{index}]", item) for index, item in enumerate(value))
+            stack.extend(((path + f"[{index}]")[:MAX_PATH], item) for index, item in enumerate(value))
 
 
 def json_loads_strict(text: str):
@@ -91,7 +100,7 @@ def json_loads_strict(text: str):
         raise ParseError("JSON parse error - nesting too deep") from None
     except ValueError as error:  # JSONDecodeError, our refusals, and int('9' * 5000)'s digit limit
         raise ParseError(f"JSON parse error - {error}"[:300]) from None
-    _strings_check(data)
+    _strings_check(text, data)
     return data
 
 

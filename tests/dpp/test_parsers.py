@@ -75,3 +75,19 @@ class TestHostileBodies:
                                        HTTP_IDEMPOTENCY_KEY=new_key())
         assert response.status_code == 202, response.content
         assert Run.objects.get().inputs["question"] == "Quelle base, \u00e9t\u00e9 \U0001F600 ?"
+
+
+def test_a_long_key_over_many_items_is_not_copied_per_item():
+    """The string check builds paths cut to 200 characters: a 128 KiB key over 60,000 items once
+    took gigabytes (the key copied into every item's path)."""
+    import tracemalloc
+
+
+    body = '{"' + "k" * 128_000 + '": [' + ",".join(["0"] * 60_000) + '], "x": "\\u00e9"}'
+    tracemalloc.start()
+    try:
+        json_loads_strict(body)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 64 * 1024 * 1024, f"peak {peak / 1e6:.0f} MB"
