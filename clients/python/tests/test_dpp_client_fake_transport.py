@@ -229,6 +229,22 @@ class TestWaitAndResult:
         download = script.requests[1]
         assert str(download.url) == "http://s3.test/result?sig=1" and "Authorization" not in download.headers
 
+    def test_an_expired_link_raises_a_typed_error_that_does_not_show_the_link_fake_transport(self):
+        script = Script(httpx.Response(200, json=run_doc("COMPLETED", sha256="0" * 64)),
+                        httpx.Response(403, content=b"<Error>AccessDenied</Error>"))
+        client, _ = client_for(script)
+        with pytest.raises(e.ResultDownloadError) as raised:
+            client.runs.result(RUN_ID)
+        assert raised.value.status_code == 403 and "sig=" not in str(raised.value)
+        assert isinstance(raised.value, e.DPPClientError)
+
+    def test_request_refuses_a_url_outside_the_api_so_the_key_stays_home_fake_transport(self):
+        script = Script()
+        client, _ = client_for(script)
+        with pytest.raises(ValueError):
+            client.request("GET", "http://s3.test/result?sig=1")
+        assert script.requests == []
+
     def test_a_result_whose_sha256_differs_raises_fake_transport(self):
         script = Script(httpx.Response(200, json=run_doc("COMPLETED", sha256="0" * 64)),
                         httpx.Response(200, content=b'{"tampered": true}'))
@@ -367,6 +383,15 @@ class TestUsageOfTheKeysOwnTenant:
         assert client.usage().tenant_id == "t-7"
         assert client.usage(from_date="2026-01-01").tenant_id == "t-7"
         assert [r.url.path for r in script.requests] == ["/v1/balance", "/v1/tenants/t-7/usage",
+                                                         "/v1/tenants/t-7/usage"]
+
+    def test_an_explicit_tenant_is_not_remembered_as_the_keys_own_fake_transport(self):
+        script = Script(httpx.Response(200, json=self.USAGE), httpx.Response(200, json=self.BALANCE),
+                        httpx.Response(200, json=self.USAGE))
+        client, _ = client_for(script)
+        client.usage("t-other")
+        client.usage()
+        assert [r.url.path for r in script.requests] == ["/v1/tenants/t-other/usage", "/v1/balance",
                                                          "/v1/tenants/t-7/usage"]
 
     def test_the_async_client_does_the_same_fake_transport(self):

@@ -26,7 +26,7 @@ from dpp_client._core import (
     run_body,
     run_id_of,
 )
-from dpp_client.errors import APIConnectionError, RunNotCompleted, WaitTimeout
+from dpp_client.errors import APIConnectionError, ResultDownloadError, RunNotCompleted, WaitTimeout
 
 Money = str | Decimal | int
 
@@ -84,7 +84,7 @@ class Client:
         # Result downloads go to presigned storage URLs: no API key may travel there.
         self._download_http = httpx.Client(timeout=timeout, transport=transport, follow_redirects=False)
         self._sleep = time.sleep
-        self._tenant_id: str | None = None  # the key's tenant, once usage() has read it
+        self._tenant_id: str | None = None  # the key's tenant, once usage() read it from the balance
         self.runs = Runs(self)
         self.webhook_endpoints = WebhookEndpoints(self)
 
@@ -151,7 +151,9 @@ class Client:
                 self._sleep(config.backoff(attempt))
                 attempt += 1
                 continue
-            response.raise_for_status()
+            if response.is_error:
+                # Typed, and without the URL: a presigned link is a credential for its lifetime.
+                raise ResultDownloadError(response.status_code)
             return response.content
 
     # -- account --
@@ -165,8 +167,10 @@ class Client:
     def usage(self, tenant_id: str | None = None, *, from_date: Any = None, to_date: Any = None) -> DPPObject:
         """Daily usage of the key's own tenant (``from_date``/``to_date``: dates or YYYY-MM-DD).
         Without ``tenant_id``, the key's tenant (read from the balance once)."""
-        tenant_id = tenant_id or self._tenant_id or self.balance()["tenant_id"]
-        self._tenant_id = tenant_id
+        if tenant_id is None:
+            if self._tenant_id is None:
+                self._tenant_id = self.balance()["tenant_id"]
+            tenant_id = self._tenant_id
         return self._json("GET", f"/v1/tenants/{tenant_id}/usage", params=_usage_params(from_date, to_date))
 
     def webhook_secret(self) -> str:
@@ -292,7 +296,7 @@ class AsyncClient:
         self._http = httpx.AsyncClient(timeout=timeout, transport=transport, follow_redirects=False)
         self._download_http = httpx.AsyncClient(timeout=timeout, transport=transport, follow_redirects=False)
         self._sleep = anyio.sleep  # anyio (an httpx dependency): asyncio and trio alike
-        self._tenant_id: str | None = None  # the key's tenant, once usage() has read it
+        self._tenant_id: str | None = None  # the key's tenant, once usage() read it from the balance
         self.runs = AsyncRuns(self)
         self.webhook_endpoints = AsyncWebhookEndpoints(self)
 
@@ -360,7 +364,9 @@ class AsyncClient:
                 await self._sleep(config.backoff(attempt))
                 attempt += 1
                 continue
-            response.raise_for_status()
+            if response.is_error:
+                # Typed, and without the URL: a presigned link is a credential for its lifetime.
+                raise ResultDownloadError(response.status_code)
             return response.content
 
     async def packs(self) -> list[DPPObject]:
@@ -370,8 +376,10 @@ class AsyncClient:
         return await self._json("GET", "/v1/balance")
 
     async def usage(self, tenant_id: str | None = None, *, from_date: Any = None, to_date: Any = None) -> DPPObject:
-        tenant_id = tenant_id or self._tenant_id or (await self.balance())["tenant_id"]
-        self._tenant_id = tenant_id
+        if tenant_id is None:
+            if self._tenant_id is None:
+                self._tenant_id = (await self.balance())["tenant_id"]
+            tenant_id = self._tenant_id
         return await self._json("GET", f"/v1/tenants/{tenant_id}/usage", params=_usage_params(from_date, to_date))
 
     async def webhook_secret(self) -> str:

@@ -159,7 +159,14 @@ class ClientConfig:
         return headers
 
     def url(self, path: str) -> str:
-        return path if path.startswith(("http://", "https://")) else f"{self.base_url}{path}"
+        """The API URL of ``path``. An absolute URL is accepted only under ``base_url``: every
+        request carries the API key, which must never reach another host (a presigned link)."""
+        if path.startswith(("http://", "https://")):
+            if path != self.base_url and not path.startswith(f"{self.base_url}/"):
+                raise ValueError("request() takes a path of the API (or a URL under base_url); "
+                                 "download results with runs.result()")
+            return path
+        return f"{self.base_url}{path}"
 
 
 def raise_for_problem(response: httpx.Response) -> None:

@@ -37,6 +37,7 @@ __all__ = [
     "APIConnectionError",
     "WaitTimeout",
     "RunNotCompleted",
+    "ResultDownloadError",
     "ResultIntegrityError",
     "WebhookVerificationError",
 ]
@@ -186,6 +187,15 @@ class RunNotCompleted(DPPClientError):
         error = run.get("error") or {}
         reason = f": {error.get('reason_code')} {error.get('detail') or ''}".rstrip() if error else ""
         super().__init__(f"run {self.run_id} is {run.get('status')}{reason}")
+
+
+class ResultDownloadError(DPPClientError):
+    """Storage refused the result download (an expired or deleted link: 403/404, or a server error
+    after the retries). The message names the status only: the link itself is a credential."""
+
+    def __init__(self, status_code: int):
+        self.status_code = status_code
+        super().__init__(f"result download failed with HTTP {status_code}")
 
 
 class ResultIntegrityError(DPPClientError):
