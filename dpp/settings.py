@@ -122,7 +122,15 @@ DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 # Django's PostgreSQL backend, minus the health check of a connection that just served a request
 # without error (one round trip per request under load; dpp/db/base.py).
 DATABASES["default"]["ENGINE"] = "dpp.db"
-DATABASES["default"]["OPTIONS"] = {"connect_timeout": 5}
+# TCP keepalives and a user timeout: a database host that vanishes without closing its sockets
+# (a failover, a dead network path) is noticed in about 25 s, not after minutes of TCP
+# retransmission, so a worker's retry budget (DPP_WORKER_DB_RETRY_SECONDS) and the heartbeat
+# see the error while the run can still be finished.
+DATABASES["default"]["OPTIONS"] = {
+    "connect_timeout": 5,
+    "keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 3,
+    "tcp_user_timeout": 15_000,  # ms of unacknowledged data
+}
 # API processes (dpp/wsgi.py sets DPP_API_PROCESS) bound every statement, lock wait and idle
 # transaction on their connections: a slow query or a held lock answers 503 instead of piling up
 # requests. Workers and commands (check_ledger, the reaper) keep the server's defaults.

@@ -54,3 +54,17 @@ class TestApiConnectionTimeouts:
                                 timeout=60, env=base)
         assert result.returncode == 0, result.stderr[-2000:]
         assert result.stdout.strip() == "true"
+
+
+@pytest.mark.django_db
+def test_every_connection_has_tcp_keepalives_and_a_user_timeout():
+    """A database host that vanishes without closing its sockets is noticed in seconds (the
+    worker's retry budget then applies), not after minutes of TCP retransmission."""
+    from django.db import connection
+
+    connection.ensure_connection()
+    parameters = connection.connection.info.get_parameters()
+    assert {name: parameters.get(name) for name in ("keepalives", "keepalives_idle", "keepalives_interval",
+                                                    "keepalives_count", "tcp_user_timeout")} == {
+        "keepalives": "1", "keepalives_idle": "10", "keepalives_interval": "5", "keepalives_count": "3",
+        "tcp_user_timeout": "15000"}
