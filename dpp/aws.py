@@ -89,3 +89,18 @@ def s3_presign_client():
 
 def sqs_client(*, read_timeout: int = READ_TIMEOUT_SECONDS):
     return _client("sqs", settings.AWS.sqs_endpoint, settings.AWS.region, read_timeout)
+
+
+def run_queue_url() -> str:
+    """The run queue's URL, for our own SQS calls (readiness, queue depth). DPP_QUEUE_URL when the
+    queues are predefined: the README's IAM policy then grants no sqs:GetQueueUrl. Otherwise looked
+    up by name once per process (a failed lookup raises and is not cached)."""
+    if settings.DPP_QUEUE_URL:
+        return settings.DPP_QUEUE_URL
+    prefix = settings.CELERY_BROKER_TRANSPORT_OPTIONS.get("queue_name_prefix", "")
+    return _queue_url_by_name(f"{prefix}{settings.DPP_QUEUE_NAME}", settings.AWS.sqs_endpoint, settings.AWS.region)
+
+
+@lru_cache(maxsize=8)
+def _queue_url_by_name(name: str, endpoint: str | None, region: str) -> str:
+    return _client("sqs", endpoint, region, 2).get_queue_url(QueueName=name)["QueueUrl"]

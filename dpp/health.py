@@ -24,7 +24,7 @@ from django.db import connection, transaction
 from django.http import HttpResponse, JsonResponse
 
 from dpp import metrics
-from dpp.aws import s3_client, sqs_client
+from dpp.aws import run_queue_url, s3_client, sqs_client
 from dpp.problems import problem_response
 
 logger = logging.getLogger(__name__)
@@ -65,11 +65,7 @@ class S3ReadPermissionMissing(Exception):
 
 def _check_sqs() -> None:
     client = sqs_client(read_timeout=2)
-    if settings.DPP_QUEUE_URL:  # predefined queue: the URL is known, no ListQueues/GetQueueUrl
-        url = settings.DPP_QUEUE_URL
-    else:
-        prefix = settings.CELERY_BROKER_TRANSPORT_OPTIONS.get("queue_name_prefix", "")
-        url = client.get_queue_url(QueueName=f"{prefix}{settings.DPP_QUEUE_NAME}")["QueueUrl"]
+    url = run_queue_url()  # DPP_QUEUE_URL for predefined queues: no ListQueues/GetQueueUrl
     attributes = client.get_queue_attributes(QueueUrl=url, AttributeNames=["VisibilityTimeout"])["Attributes"]
     visibility = int(attributes["VisibilityTimeout"])
     if visibility != settings.DPP_LEASE_SECONDS:

@@ -15,7 +15,7 @@ from django.db.models import Count, Min, Q
 from django.utils import timezone
 
 from billing.selectors import wallet_totals
-from dpp.aws import sqs_client
+from dpp.aws import run_queue_url, sqs_client
 from dpp.worker_steps import WORKER_ALIVE_KEY
 from runs.models import Run
 from runs.webhooks.models import WebhookDelivery
@@ -23,10 +23,9 @@ from runs.webhooks.models import WebhookDelivery
 logger = logging.getLogger(__name__)
 
 def queue_depth() -> dict[str, int | str]:
-    name = settings.CELERY_BROKER_TRANSPORT_OPTIONS.get("queue_name_prefix", "") + settings.DPP_QUEUE_NAME
     try:
         client = sqs_client(read_timeout=2)
-        url = client.get_queue_url(QueueName=name)["QueueUrl"]
+        url = run_queue_url()  # DPP_QUEUE_URL when set: the production policy grants no GetQueueUrl
         attributes = client.get_queue_attributes(
             QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
         )["Attributes"]

@@ -205,9 +205,14 @@ def outbox_sweep(*, now: datetime, limit: int | None = None) -> dict:
     querysets = [unconfirmed]
     # Messages still visible on the queue mean a backlog: the waiting runs' messages are in it,
     # not lost, and resending them would only add duplicates. Resend stale runs only when the
-    # queue is drained (or its depth is unknown).
+    # queue is known to be drained: an unknown depth (SQS unreachable or refusing) may hide a
+    # backlog, so they wait for a pass that can read it. Never-confirmed runs are sent either way.
     depth = queue_depth()
-    if depth.get("visible", 0) > 0:
+    if "error" in depth:
+        counts["depth_unknown"] = 1
+        logger.warning("outbox: queue depth unknown; waiting runs are not resent this pass",
+                       extra={"error": depth["error"]})
+    elif depth.get("visible", 0) > 0:
         counts["backlog"] = depth["visible"]
     else:
         querysets.append(stale)

@@ -275,6 +275,43 @@ class TestOutbox:
         assert outbox_sweep(now=now + lease * 0.6) == {"resent": 1}
         assert sent == [once.pk, thrice.pk]
 
+    def test_an_unknown_queue_depth_resends_only_never_confirmed_runs(self, monkeypatch):
+        """SQS refusing the depth read (e.g. no GetQueueUrl in the production policy) may hide a
+        backlog: waiting runs are not resent; a run whose send was never confirmed still is."""
+        from django.conf import settings
+
+        sent = []
+        monkeypatch.setattr("runs.services.outbox.run_send", lambda **kwargs: sent.append(kwargs["run_id"]))
+        monkeypatch.setattr("runs.reaper.queue_depth", lambda: {"error": "ClientError"})
+        tenant = TenantFactory(balance_micros=INITIAL)
+        waiting, never_sent = make_run(tenant), make_run(tenant)
+        Run.objects.filter(pk=waiting.pk).update(
+            enqueued_at=timezone.now() - timedelta(seconds=10 * settings.DPP_LEASE_SECONDS), enqueue_attempts=1)
+        Run.objects.filter(pk=never_sent.pk).update(created_at=timezone.now() - timedelta(minutes=1))
+
+        counts = outbox_sweep(now=timezone.now())
+
+        assert sent == [never_sent.pk]
+        assert counts == {"resent": 1, "depth_unknown": 1}
+        assert Run.objects.get(pk=waiting.pk).enqueue_attempts == 1
+
+    def test_the_queue_depth_of_a_predefined_queue_reads_dpp_queue_url_without_get_queue_url(self):
+        from botocore.stub import Stubber
+        from django.test import override_settings
+
+        from dpp.aws import sqs_client
+        from runs.ops import queue_depth
+
+        url = "https://sqs.eu-west-1.amazonaws.com/123456789012/dpp-runs"
+        with Stubber(sqs_client(read_timeout=2)) as stubber, override_settings(DPP_QUEUE_URL=url):
+            stubber.add_response(
+                "get_queue_attributes",
+                {"Attributes": {"ApproximateNumberOfMessages": "7", "ApproximateNumberOfMessagesNotVisible": "3"}},
+                {"QueueUrl": url,
+                 "AttributeNames": ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]})
+            assert queue_depth() == {"visible": 7, "in_flight": 3}
+        stubber.assert_no_pending_responses()
+
     def test_a_failed_resend_is_retried_on_the_next_pass(self, monkeypatch):
         monkeypatch.setattr("runs.services.outbox.run_enqueue", lambda *, run_id, now: False)
         tenant = TenantFactory(balance_micros=INITIAL)
