@@ -9,7 +9,6 @@ from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 
 from billing.money import micros_to_usd
-from billing.selectors import wallet_get
 from dpp.context import current_trace_id, set_trace_id
 from dpp.errors import DomainError
 from runs import serializers as s
@@ -155,7 +154,7 @@ class RunCancelView(TenantAPIView):
         if result is None:
             raise NotFound()
         run = result.run
-        context = {"budget_remaining_micros": wallet_get(tenant_id=run.tenant_id).available_micros}
+        context = {"budget_remaining_micros": run.budget_remaining_micros}
         return Response(s.RunOutput(run, context=context).data, headers=_cost_headers(run))
 
 

@@ -54,19 +54,20 @@ def run_cancel(*, tenant: Tenant, run_id, reason: str = "", actor: str = "api",
                now: datetime | None = None) -> RunCancelResult | None:
     """Cancel the tenant's run ``run_id`` with the money decided in the same transaction.
     None when the tenant has no such run (a foreign run and a missing run alike); raises
-    ``RunNotCancelable`` when the run is finalizing or finished."""
+    ``RunNotCancelable`` when the run is finalizing or finished. The run returned carries
+    ``budget_remaining_micros`` (read with it, as the detail view does)."""
     now = now or timezone.now()
     detail = (reason or "").strip() or DEFAULT_DETAIL
     for _ in range(MAX_ROUNDS):
-        run = run_get_for_tenant(tenant=tenant, run_id=run_id)
+        run = run_get_for_tenant(tenant=tenant, run_id=run_id, with_budget=True)
         if run is None:
             return None
         if run.status == Run.Status.CANCELED:
             return RunCancelResult(run=run, canceled_now=False)
         _refuse_unless_cancelable(run)
         if _run_cancel_transition(run=run, detail=detail, actor=actor, now=now):
-            run.refresh_from_db()
-            return RunCancelResult(run=run, canceled_now=True)
+            return RunCancelResult(run=run_get_for_tenant(tenant=tenant, run_id=run_id, with_budget=True),
+                                   canceled_now=True)
         # Another actor moved the run between our read and our UPDATE: apply the table again.
     raise RunNotCancelable("The run kept changing state; retry the cancel.", run_status=run.status)
 
