@@ -10,6 +10,8 @@ Invariants kept here:
   the network I/O outside any transaction, then records the attempt and the outcome in one
   transaction guarded by its claim token; a worker that dies mid-attempt leaves a claim that
   expires, and the sweep sends the delivery again: retries live in PostgreSQL, never in memory;
+- every claimed attempt that gets past the endpoint check is recorded, an exception inside DPP
+  included (error_class "internal"): attempts_count grows and the delivery ends at max_attempts;
 - the URL is checked (ssrf.target_check) at registration and at every attempt, and the
   connection goes to the checked address;
 - 410 disables an endpoint and ends the delivery; the last scheduled failure makes it DEAD;
@@ -430,19 +432,30 @@ def webhook_delivery_attempt(*, delivery_id, resolver=None, connection_factory=N
         _delivery_finish(delivery=delivery, token=token, status=WebhookDelivery.Status.FAILED,
                          why="endpoint disabled or deleted", now=timezone.now())
         return "endpoint_disabled"
-    body = delivery.event.body.encode("utf-8")
     started_at = timezone.now()
     started = time.monotonic()
+
+    def failure(error_class: str, detail: str) -> sender.SendResult:
+        return sender.SendResult(status_code=None, error_class=error_class, error_detail=detail[:300],
+                                 duration_ms=int((time.monotonic() - started) * 1000), retry_after_seconds=None,
+                                 response_excerpt="")
+
     try:
         target = ssrf.target_check(delivery.url, resolver=resolver)
-    except (ssrf.UrlRefused, ssrf.AddressRefused) as error:
-        result = sender.SendResult(status_code=None, error_class=error.error_class, error_detail=str(error)[:300],
-                                   duration_ms=int((time.monotonic() - started) * 1000), retry_after_seconds=None,
-                                   response_excerpt="")
-    else:
+        body = delivery.event.body.encode("utf-8")
         headers = webhook_headers_sign(secrets=_delivery_secrets(delivery, started_at), msg_id=delivery.event_id,
                                        timestamp=int(time.time()), body=body)
         result = sender.post(target=target, body=body, headers=headers, connection_factory=connection_factory)
+    except (ssrf.UrlRefused, ssrf.AddressRefused) as error:
+        result = failure(error.error_class, str(error))
+    except Exception as error:
+        # Not a network outcome (sender.post returns those): a bug, an undecryptable secret...
+        # It is still an attempt, counted, so the delivery ends at max_attempts instead of being
+        # claimed and resent by the sweep forever. Neither the secrets nor the headers are logged;
+        # the detail stored (the tenant sees it) names only the exception's type.
+        logger.exception("webhook attempt failed inside DPP",
+                         extra={"delivery_id": str(delivery.pk), "event_id": delivery.event_id})
+        result = failure("internal", f"internal error ({type(error).__name__})")
     return _attempt_record(delivery=delivery, token=token, started_at=started_at, result=result)
 
 

@@ -81,6 +81,10 @@ def url_parse(url: str) -> tuple[str, str, int, str]:
     """(scheme, host, port, path) of an acceptable receiver URL, or UrlRefused."""
     if not isinstance(url, str) or len(url) > 2048 or any(ch.isspace() for ch in url):
         raise UrlRefused("the URL is not a single absolute URL of at most 2048 characters")
+    if not url.isascii() or not url.isprintable():
+        # http.client cannot send a non-ASCII request line (UnicodeEncodeError at every attempt).
+        raise UrlRefused("the URL must be printable ASCII: percent-encode the path and query "
+                         "(%C3%A9 for \u00e9) and write an international host name in its xn-- form")
     try:
         parts = urlsplit(url)
         port = parts.port

@@ -318,6 +318,69 @@ class TestWebhookDeliveryAttempt:
 
 
 @pytest.mark.django_db
+class TestWebhookDeliveryAttemptInternalErrors:
+    """An exception inside DPP (not a network outcome) is a failed attempt: it is counted and the
+    delivery ends at max_attempts, instead of escaping after the claim and being resent forever."""
+
+    def test_an_undecryptable_secret_is_an_internal_failure_counted_to_dead(self, tenant, local_receivers, receiver,
+                                                                            enqueued, caplog):
+        local_receivers.DPP_WEBHOOK_RETRY_SCHEDULE = [0, 0]  # three attempts
+        endpoint, secret = endpoint_for(tenant, receiver.url())
+        WebhookEndpoint.objects.filter(pk=endpoint.pk).update(secret_encrypted="not-a-fernet-token")
+        delivery = WebhookDelivery.objects.get(event=record(tenant))
+
+        outcomes = [services.webhook_delivery_attempt(delivery_id=delivery.pk) for _ in range(4)]
+
+        assert outcomes == ["retry", "retry", "dead", "not_due"]
+        assert receiver.requests == []
+        delivery.refresh_from_db()
+        assert (delivery.status, delivery.attempts_count) == ("DEAD", 3)
+        attempts = list(WebhookAttempt.objects.filter(delivery=delivery).values_list("error_class", "error_detail"))
+        assert attempts == [("internal", "internal error (SecretDecryptionFailed)")] * 3
+        assert secret not in caplog.text and "webhook-signature" not in caplog.text
+        assert any(r.levelname == "ERROR" and r.exc_info for r in caplog.records)
+
+    def test_an_exception_while_sending_is_an_internal_failure(self, tenant, local_receivers, receiver, enqueued,
+                                                               caplog):
+        _, secret = endpoint_for(tenant, receiver.url())
+        delivery = WebhookDelivery.objects.get(event=record(tenant))
+
+        def failing_connection(target, timeout):
+            raise UnicodeEncodeError("ascii", "/caf\u00e9", 4, 5, "ordinal not in range(128)")
+
+        outcome = services.webhook_delivery_attempt(delivery_id=delivery.pk, connection_factory=failing_connection)
+
+        assert outcome == "retry"
+        attempt = WebhookAttempt.objects.get(delivery=delivery)
+        assert (attempt.number, attempt.status_code, attempt.error_class) == (1, None, "internal")
+        delivery.refresh_from_db()
+        assert (delivery.status, delivery.attempts_count, delivery.claim_token) == ("PENDING", 1, None)
+        assert secret not in caplog.text
+
+    def test_a_stored_url_with_a_non_ascii_path_is_refused_without_a_connection(self, tenant, local_receivers,
+                                                                                receiver, enqueued):
+        """A delivery recorded before URLs had to be ASCII: http.client would raise
+        UnicodeEncodeError on its path; it is refused and ends DEAD at once."""
+        delivery = WebhookDelivery.objects.get(event=record(tenant, run_webhook={"url": receiver.url("/x")}))
+        WebhookDelivery.objects.filter(pk=delivery.pk).update(url=receiver.url("/caf\u00e9"))
+
+        assert services.webhook_delivery_attempt(delivery_id=delivery.pk) == "dead"
+
+        assert receiver.requests == []
+        assert WebhookAttempt.objects.get(delivery=delivery).error_class == "url_refused"
+
+    @pytest.mark.parametrize("url", ["https://example.com/caf\u00e9", "https://example.com/in?q=\u00e9",
+                                     "https://b\u00fccher.example/in"])
+    def test_registration_refuses_a_non_ascii_url_with_a_clear_message(self, tenant, url):
+        with pytest.raises(services.ValidationProblem, match="ASCII") as raised:
+            services.webhook_endpoint_create(tenant=tenant, url=url, event_types=[],
+                                             resolver=lambda h, p: [PUBLIC])
+
+        assert "ASCII" in raised.value.extra["errors"]["url"]
+        assert not WebhookEndpoint.objects.exists()
+
+
+@pytest.mark.django_db
 class TestWebhookDeliveryAttemptSsrf:
     @pytest.fixture
     def connections(self, monkeypatch):

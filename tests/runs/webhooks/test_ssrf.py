@@ -91,3 +91,12 @@ class TestTargetCheck:
 
         assert calls == ["hooks.example"]
 
+    @pytest.mark.parametrize("url", ["https://example.com/caf\u00e9", "https://example.com/in?q=\u00e9",
+                                     "https://b\u00fccher.example/in", "https://example.com/a\x00b"])
+    def test_refuses_a_url_that_is_not_printable_ascii(self, no_private_allowed, url):
+        with pytest.raises(ssrf.UrlRefused, match="ASCII"):
+            ssrf.url_parse(url)
+
+    def test_accepts_a_percent_encoded_path_and_a_punycode_host(self, no_private_allowed):
+        assert ssrf.url_parse("https://xn--bcher-kva.example/caf%C3%A9") == (
+            "https", "xn--bcher-kva.example", 443, "/caf%C3%A9")
