@@ -219,9 +219,6 @@ def build_server(*, base_url: str | None = None, api_key: str | None = None, req
         """Rank options against weighted criteria (weighted sum and TOPSIS) and explain the winner.
         Charges the quoted price from your DPP balance; waits up to wait_seconds, and when the run is
         not finished by then returns its run_id (follow it with get_run)."""
-        if max_cost_usd is not None and _decimal_usd(max_cost_usd, name="max_cost_usd") > ceiling:
-            raise ToolError(f"max_cost_usd {max_cost_usd} is above this server's ceiling of {_usd(ceiling)} per call "
-                            "(DPP_MCP_MAX_COST_PER_CALL_USD); no run was created")
         inputs: dict[str, Any] = {
             "question": question, "mode": mode,
             "options": [option.model_dump() for option in options],
