@@ -15,6 +15,7 @@ import time
 from collections import Counter
 from datetime import datetime, timedelta
 
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import transaction
 from django.db.models import DateTimeField, DurationField, ExpressionWrapper, F, Q, Value
@@ -123,6 +124,8 @@ def _each(run_ids, candidates, handle, counts: Counter, job: str) -> None:
                 with bound_context(run_id=run.pk, trace_id=run.trace_id, request_id=run.request_id,
                                    tenant_id=run.tenant_id):
                     counts[handle(run)] += 1
+        except SoftTimeLimitExceeded:
+            raise  # the task's time is up: the pass ends here (this run's transaction rolled back)
         except Exception:
             counts["errors"] += 1
             logger.exception("reaper job failed on one run", extra={"job": job, "run_id": str(run_id)})
@@ -151,6 +154,8 @@ def claims_reconcile(*, now: datetime, limit: int | None = None) -> dict:
         with bound_context(run_id=run.pk, trace_id=run.trace_id, request_id=run.request_id, tenant_id=run.tenant_id):
             try:
                 counts[_reconcile_one(run=run, now=now)] += 1
+            except SoftTimeLimitExceeded:
+                raise
             except Exception:
                 counts["errors"] += 1
                 logger.exception("reconciliation failed on one run", extra={"job": "reconcile"})
@@ -160,6 +165,8 @@ def claims_reconcile(*, now: datetime, limit: int | None = None) -> dict:
 def _reconcile_one(*, run: Run, now: datetime) -> str:
     try:
         receipt = storage.receipt_get(bucket=run.result_bucket, key=run.result_key)  # outside any transaction
+    except SoftTimeLimitExceeded:
+        raise  # the pass's time is up, not an answer from S3
     except Exception as error:
         # Any answer but a 404 (a 403 from a role without s3:ListBucket, a timeout, ...) leaves the
         # run undecided; past DPP_RECONCILE_GIVE_UP_SECONDS since the claim an operator decides, so
@@ -216,10 +223,15 @@ def outbox_sweep(*, now: datetime, limit: int | None = None) -> dict:
         counts["backlog"] = depth["visible"]
     else:
         querysets.append(stale)
+    # The first failed send ends the resends of this pass: a broker that refuses or hangs costs
+    # one send's timeout, not one per candidate; the next pass tries again.
     for queryset in querysets:
         for run in queryset.order_by("created_at")[: limit or settings.DPP_REAPER_BATCH_SIZE]:
             with bound_context(run_id=run.pk, trace_id=run.trace_id, request_id=run.request_id):
-                counts[run_resend(run=run, now=now)] += 1
+                outcome = run_resend(run=run, now=now)
+            counts[outcome] += 1
+            if outcome == "send_failed":
+                return _report("outbox", counts)
     return _report("outbox", counts)
 
 
@@ -253,6 +265,8 @@ def results_expire(*, now: datetime, limit: int | None = None, budget_seconds: f
         for bucket, items in by_bucket.items():
             try:
                 refused = storage.envelopes_delete(bucket=bucket, keys=[key for _, key in items])
+            except SoftTimeLimitExceeded:
+                raise
             except Exception:
                 logger.warning("result deletion failed; retried next pass", exc_info=True, extra={"bucket": bucket})
                 counts["errors"] += len(items)

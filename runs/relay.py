@@ -29,24 +29,28 @@ logger = logging.getLogger(__name__)
 
 
 def relay_batch(*, producer, limit: int) -> dict:
-    """One batch: claim, publish, mark. Returns the counts."""
+    """One batch: claim, publish, mark. Returns the counts (``failed``: the runs put back).
+
+    The first failed send ends the batch: that run and every run not yet tried go back to
+    pending at once, so a broker that hangs costs one send's timeout, not one per claimed run."""
     claimed_at = timezone.now()
     pending = runs_relay_claim(now=claimed_at, limit=limit)
-    sent, failed = [], []
-    for run in pending:
+    sent, unsent = [], []
+    for index, run in enumerate(pending):
         with bound_context(run_id=run.id, trace_id=run.trace_id, request_id=run.request_id):
             try:
                 run_send(run_id=run.id, trace_id=run.trace_id, request_id=run.request_id, producer=producer)
             except Exception:
-                logger.warning("relay send failed; the run goes back to pending", exc_info=True)
-                failed.append(run.id)
-                continue
+                unsent = [later.id for later in pending[index:]]
+                logger.warning("relay send failed; the batch stops and its unsent runs go back to pending",
+                               exc_info=True, extra={"unsent": len(unsent)})
+                break
         sent.append(run.id)
     if sent:
         runs_relay_confirm(run_ids=sent, claimed_at=claimed_at)
-    if failed:
-        runs_relay_release(run_ids=failed, claimed_at=claimed_at)
-    return {"claimed": len(pending), "sent": len(sent), "failed": len(failed)}
+    if unsent:
+        runs_relay_release(run_ids=unsent, claimed_at=claimed_at)
+    return {"claimed": len(pending), "sent": len(sent), "failed": len(unsent)}
 
 
 class _Wakeup:

@@ -53,21 +53,29 @@ def run_execute_task(self, *, run_id: str) -> str:
 # --- periodic jobs (declared in runs/schedule.py; their own queue, see there) ---------------------
 
 
-@shared_task(name="runs.tasks.zombies_reap_task", ignore_result=True, queue=settings.DPP_PERIODIC_QUEUE_NAME)
+@shared_task(name="runs.tasks.zombies_reap_task", ignore_result=True, queue=settings.DPP_PERIODIC_QUEUE_NAME,
+             soft_time_limit=max(60, 3 * settings.DPP_REAPER_INTERVAL_SECONDS),  # a few intervals
+             time_limit=max(60, 3 * settings.DPP_REAPER_INTERVAL_SECONDS) + 30)
 def zombies_reap_task() -> dict:
     return zombies_reap(now=db_now())  # one clock for lease times: the database's
 
 
-@shared_task(name="runs.tasks.claims_reconcile_task", ignore_result=True, queue=settings.DPP_PERIODIC_QUEUE_NAME)
+@shared_task(name="runs.tasks.claims_reconcile_task", ignore_result=True, queue=settings.DPP_PERIODIC_QUEUE_NAME,
+             soft_time_limit=max(60, 3 * settings.DPP_RECONCILE_INTERVAL_SECONDS),  # a few intervals
+             time_limit=max(60, 3 * settings.DPP_RECONCILE_INTERVAL_SECONDS) + 30)
 def claims_reconcile_task() -> dict:
     return claims_reconcile(now=db_now())  # one clock for lease times: the database's
 
 
-@shared_task(name="runs.tasks.outbox_sweep_task", ignore_result=True, queue=settings.DPP_PERIODIC_QUEUE_NAME)
+@shared_task(name="runs.tasks.outbox_sweep_task", ignore_result=True, queue=settings.DPP_PERIODIC_QUEUE_NAME,
+             soft_time_limit=max(60, 3 * settings.DPP_OUTBOX_INTERVAL_SECONDS),  # a few intervals
+             time_limit=max(60, 3 * settings.DPP_OUTBOX_INTERVAL_SECONDS) + 30)
 def outbox_sweep_task() -> dict:
     return outbox_sweep(now=db_now())  # one clock for lease times: the database's
 
 
-@shared_task(name="runs.tasks.results_expire_task", ignore_result=True, queue=settings.DPP_PERIODIC_QUEUE_NAME)
+@shared_task(name="runs.tasks.results_expire_task", ignore_result=True, queue=settings.DPP_PERIODIC_QUEUE_NAME,
+             soft_time_limit=settings.DPP_RETENTION_BUDGET_SECONDS + 300,  # budget + last batch
+             time_limit=settings.DPP_RETENTION_BUDGET_SECONDS + 300 + 30)
 def results_expire_task() -> dict:
     return results_expire(now=db_now())  # one clock for lease times: the database's

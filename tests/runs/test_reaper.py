@@ -312,6 +312,41 @@ class TestOutbox:
             assert queue_depth() == {"visible": 7, "in_flight": 3}
         stubber.assert_no_pending_responses()
 
+    def test_the_first_failed_resend_ends_the_resends_of_the_pass(self, monkeypatch):
+        attempts = []
+
+        def broker_down(**kwargs):
+            attempts.append(kwargs["run_id"])
+            raise ConnectionError("broker unreachable")
+
+        monkeypatch.setattr("runs.services.outbox.run_send", broker_down)
+        tenant = TenantFactory(balance_micros=INITIAL)
+        runs = [make_run(tenant) for _ in range(3)]
+        Run.objects.filter(pk__in=[run.pk for run in runs]).update(created_at=timezone.now() - timedelta(minutes=1))
+
+        assert outbox_sweep(now=timezone.now()) == {"send_failed": 1}
+        assert len(attempts) == 1
+        assert list(Run.objects.filter(pk__in=[run.pk for run in runs]).values_list("enqueued_at", flat=True)) == \
+            [None] * 3
+
+    def test_a_pass_out_of_time_stops_instead_of_counting_an_error_and_going_on(self, monkeypatch):
+        from celery.exceptions import SoftTimeLimitExceeded
+
+        handled = []
+
+        def out_of_time(*, run, now):
+            handled.append(run.pk)
+            raise SoftTimeLimitExceeded()
+
+        monkeypatch.setattr("runs.reaper.run_fail_never_started", out_of_time)
+        tenant = TenantFactory(balance_micros=INITIAL)
+        runs = [make_run(tenant) for _ in range(2)]
+        Run.objects.filter(pk__in=[run.pk for run in runs]).update(deadline_at=timezone.now() - timedelta(seconds=1))
+
+        with pytest.raises(SoftTimeLimitExceeded):
+            outbox_sweep(now=timezone.now())
+        assert len(handled) == 1
+
     def test_a_failed_resend_is_retried_on_the_next_pass(self, monkeypatch):
         monkeypatch.setattr("runs.services.outbox.run_enqueue", lambda *, run_id, now: False)
         tenant = TenantFactory(balance_micros=INITIAL)

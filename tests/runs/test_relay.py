@@ -102,6 +102,28 @@ class TestRelayBatch:
         run.refresh_from_db()
         assert (run.enqueued_at, run.enqueue_attempts) == (None, 0)
 
+    def test_the_first_failed_send_ends_the_batch_and_puts_every_unsent_run_back(self, tenant, no_broker,
+                                                                                  monkeypatch):
+        """A hung broker costs one send's timeout per batch, not one per claimed run."""
+        runs = [submit(tenant, index) for index in range(4)]
+        attempts = []
+
+        def first_accepted_then_down(*args, **kwargs):
+            attempts.append(kwargs["kwargs"]["run_id"])
+            if len(attempts) > 1:
+                raise ConnectionError("broker unreachable")
+
+        monkeypatch.setattr("runs.services.outbox.celery_app.send_task", first_accepted_then_down)
+        with celery_app.producer_pool.acquire(block=True) as producer:
+            counts = relay_batch(producer=producer, limit=10)
+
+        assert counts == {"claimed": 4, "sent": 1, "failed": 3}
+        assert len(attempts) == 2  # the third and fourth runs were not tried
+        states = {run.pk: (run.enqueued_at is not None, run.enqueue_attempts)
+                  for run in Run.objects.filter(pk__in=[r.pk for r in runs])}
+        assert sorted(states.values()) == [(False, 0), (False, 0), (False, 0), (True, 1)]
+        assert states[runs[0].pk] == (True, 1)  # oldest first: the one accepted is confirmed
+
     def test_runs_past_their_deadline_are_left_to_the_outbox_pass(self, tenant, no_broker):
         run = submit(tenant)
         Run.objects.filter(pk=run.pk).update(deadline_at=timezone.now() - timedelta(seconds=1))

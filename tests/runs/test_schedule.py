@@ -30,6 +30,20 @@ def make_run(tenant) -> Run:
         max_cost_micros=50_000, timebox_sec=30, min_reliability_score=None, trace_id="trace-schedule")).run
 
 
+def test_every_periodic_pass_has_a_soft_and_a_hard_time_limit_of_a_few_intervals():
+    """A pass stuck on a hung broker or S3 call ends instead of holding a periodic worker's process."""
+    intervals = {"runs.tasks.zombies_reap_task": settings.DPP_REAPER_INTERVAL_SECONDS,
+                 "runs.tasks.claims_reconcile_task": settings.DPP_RECONCILE_INTERVAL_SECONDS,
+                 "runs.tasks.outbox_sweep_task": settings.DPP_OUTBOX_INTERVAL_SECONDS}
+    for name, interval in intervals.items():
+        task = celery_app.tasks[name]
+        assert task.soft_time_limit is not None and task.soft_time_limit >= 2 * interval, name
+        assert task.time_limit is not None and task.time_limit > task.soft_time_limit, name
+    retention = celery_app.tasks["runs.tasks.results_expire_task"]
+    assert retention.soft_time_limit is not None and retention.soft_time_limit > settings.DPP_RETENTION_BUDGET_SECONDS
+    assert retention.time_limit is not None and retention.time_limit > retention.soft_time_limit
+
+
 @pytest.mark.django_db
 class TestTheSchedule:
     def test_every_job_goes_to_the_periodic_queue_and_expires_after_its_interval(self):
