@@ -16,4 +16,7 @@ def tenant_endpoints_lock(*, tenant_id) -> None:
 
 
 def endpoint_lock(*, queryset, endpoint_id):
-    return queryset.select_for_update(of=("self",)).filter(pk=endpoint_id).first()
+    """The endpoint's row, locked FOR NO KEY UPDATE (no path changes its primary key): inserting
+    a delivery that references it takes FOR KEY SHARE inside run transitions that already hold the
+    tenant's wallet lock, and must not wait behind a secret rotation, a PATCH or a disable."""
+    return queryset.select_for_update(of=("self",), no_key=True).filter(pk=endpoint_id).first()

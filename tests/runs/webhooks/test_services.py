@@ -381,6 +381,29 @@ class TestWebhookDeliveryAttemptInternalErrors:
 
 
 @pytest.mark.django_db
+class TestEndpointLock:
+    """Changing an endpoint locks its row FOR NO KEY UPDATE: inserting a delivery that references
+    it (FOR KEY SHARE, inside run transitions holding the tenant's wallet lock) is not blocked."""
+
+    @pytest.mark.parametrize("change", [
+        lambda tenant, pk: services.webhook_endpoint_rotate_secret(tenant=tenant, endpoint_id=pk),
+        lambda tenant, pk: services.webhook_endpoint_update(tenant=tenant, endpoint_id=pk, description="x"),
+        lambda tenant, pk: services.webhook_endpoint_disable(endpoint_id=pk, actor="test", reason="test"),
+    ], ids=["rotate", "update", "disable"])
+    def test_the_endpoint_row_lock_does_not_conflict_with_key_share(self, tenant, local_receivers, receiver,
+                                                                    change):
+        from django.test.utils import CaptureQueriesContext
+
+        endpoint, _ = endpoint_for(tenant, receiver.url())
+
+        with CaptureQueriesContext(connection) as queries:
+            change(tenant, endpoint.pk)
+
+        locks = [q["sql"] for q in queries.captured_queries if " FOR " in q["sql"] and "webhook" in q["sql"]]
+        assert locks and all("FOR NO KEY UPDATE" in sql for sql in locks), locks
+
+
+@pytest.mark.django_db
 class TestWebhookDeliveryAttemptSsrf:
     @pytest.fixture
     def connections(self, monkeypatch):
