@@ -62,10 +62,36 @@ def _webhook_endpoint_patch(url: str | None, event_types: list[str] | None, enab
     return patch
 
 
+class _ClientBase:
+    """What the blocking and the async client share: configuration, the httpx client (which
+    carries no API key: headers are set per API request, so result downloads never send it) and
+    the resources. Subclasses name their httpx class, their sleep and their resources."""
+
+    _http_class: type[httpx.Client] | type[httpx.AsyncClient]
+
+    def __init__(self, base_url: str | None = None, api_key: str | None = None, *, timeout: float = 30.0,
+                 max_retries: int = 4, backoff_base: float = 0.5, backoff_max: float = 8.0,
+                 max_retry_wait: float = 60.0, transport: httpx.BaseTransport | httpx.AsyncBaseTransport | None = None,
+                 user_agent: str | None = None):
+        self._config = ClientConfig(base_url, api_key, timeout=timeout, max_retries=max_retries,
+                                    backoff_base=backoff_base, backoff_max=backoff_max,
+                                    max_retry_wait=max_retry_wait, user_agent=user_agent)
+        self._http = self._http_class(timeout=timeout, transport=transport, follow_redirects=False)
+        self._tenant_id: str | None = None  # the key's tenant, once usage() read it from the balance
+        self.runs, self.webhook_endpoints = self._resources()
+
+    def _resources(self) -> tuple[Any, Any]:
+        raise NotImplementedError
+
+    @property
+    def base_url(self) -> str:
+        return self._config.base_url
+
+
 # --- blocking --------------------------------------------------------------------------------
 
 
-class Client:
+class Client(_ClientBase):
     """``Client(base_url, api_key)``; both default to ``DPP_BASE_URL`` and ``DPP_API_KEY``.
 
     ``transport`` (an httpx transport) is for tests and custom networking; ``max_retries`` bounds
@@ -73,28 +99,14 @@ class Client:
     automatically (a longer one raises :class:`~dpp_client.errors.RateLimited` at once).
     """
 
-    def __init__(self, base_url: str | None = None, api_key: str | None = None, *, timeout: float = 30.0,
-                 max_retries: int = 4, backoff_base: float = 0.5, backoff_max: float = 8.0,
-                 max_retry_wait: float = 60.0, transport: httpx.BaseTransport | None = None,
-                 user_agent: str | None = None):
-        self._config = ClientConfig(base_url, api_key, timeout=timeout, max_retries=max_retries,
-                                    backoff_base=backoff_base, backoff_max=backoff_max,
-                                    max_retry_wait=max_retry_wait, user_agent=user_agent)
-        self._http = httpx.Client(timeout=timeout, transport=transport, follow_redirects=False)
-        # Result downloads go to presigned storage URLs: no API key may travel there.
-        self._download_http = httpx.Client(timeout=timeout, transport=transport, follow_redirects=False)
-        self._sleep = time.sleep
-        self._tenant_id: str | None = None  # the key's tenant, once usage() read it from the balance
-        self.runs = Runs(self)
-        self.webhook_endpoints = WebhookEndpoints(self)
+    _http_class = httpx.Client
+    _sleep = staticmethod(time.sleep)
 
-    @property
-    def base_url(self) -> str:
-        return self._config.base_url
+    def _resources(self) -> tuple[Runs, WebhookEndpoints]:
+        return Runs(self), WebhookEndpoints(self)
 
     def close(self) -> None:
         self._http.close()
-        self._download_http.close()
 
     def __enter__(self) -> Client:
         return self
@@ -140,7 +152,7 @@ class Client:
         attempt = 0
         while True:
             try:
-                response = self._download_http.get(url)
+                response = self._http.get(url)  # no API key: headers are set per API request
             except httpx.TransportError as error:
                 if attempt >= config.max_retries:
                     raise APIConnectionError(f"result download: {error!r}") from error
@@ -283,30 +295,17 @@ class WebhookEndpoints:
 # --- asyncio ---------------------------------------------------------------------------------
 
 
-class AsyncClient:
+class AsyncClient(_ClientBase):
     """The async twin of :class:`Client` (asyncio or trio): the same methods, awaited (``list`` is an async iterator)."""
 
-    def __init__(self, base_url: str | None = None, api_key: str | None = None, *, timeout: float = 30.0,
-                 max_retries: int = 4, backoff_base: float = 0.5, backoff_max: float = 8.0,
-                 max_retry_wait: float = 60.0, transport: httpx.AsyncBaseTransport | None = None,
-                 user_agent: str | None = None):
-        self._config = ClientConfig(base_url, api_key, timeout=timeout, max_retries=max_retries,
-                                    backoff_base=backoff_base, backoff_max=backoff_max,
-                                    max_retry_wait=max_retry_wait, user_agent=user_agent)
-        self._http = httpx.AsyncClient(timeout=timeout, transport=transport, follow_redirects=False)
-        self._download_http = httpx.AsyncClient(timeout=timeout, transport=transport, follow_redirects=False)
-        self._sleep = anyio.sleep  # anyio (an httpx dependency): asyncio and trio alike
-        self._tenant_id: str | None = None  # the key's tenant, once usage() read it from the balance
-        self.runs = AsyncRuns(self)
-        self.webhook_endpoints = AsyncWebhookEndpoints(self)
+    _http_class = httpx.AsyncClient
+    _sleep = staticmethod(anyio.sleep)  # anyio (an httpx dependency): asyncio and trio alike
 
-    @property
-    def base_url(self) -> str:
-        return self._config.base_url
+    def _resources(self) -> tuple[AsyncRuns, AsyncWebhookEndpoints]:
+        return AsyncRuns(self), AsyncWebhookEndpoints(self)
 
     async def aclose(self) -> None:
         await self._http.aclose()
-        await self._download_http.aclose()
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -353,7 +352,7 @@ class AsyncClient:
         attempt = 0
         while True:
             try:
-                response = await self._download_http.get(url)
+                response = await self._http.get(url)  # no API key: headers are set per API request
             except httpx.TransportError as error:
                 if attempt >= config.max_retries:
                     raise APIConnectionError(f"result download: {error!r}") from error
