@@ -19,7 +19,7 @@ from runs.services.cancel import RunCancelResult, RunNotCancelable, run_cancel
 from runs.services.events import run_event_record
 from runs.services.finalize import result_key_for, run_fail, run_finalize_claim, run_finalize_commit
 from runs.services.lease import run_claim_lease, run_extend_lease, run_fail_by_worker
-from runs.services.outbox import run_enqueue, run_resend, run_resend_claim, run_resend_release
+from runs.services.outbox import run_resend, run_resend_claim, run_resend_release
 from runs.services.recover import (
     run_fail_never_started,
     run_mark_audit_required,
@@ -50,7 +50,6 @@ __all__ = [
     "run_cancel",
     "run_claim_lease",
     "run_create",
-    "run_enqueue",
     "run_event_record",
     "run_extend_lease",
     "run_fail",

@@ -124,8 +124,9 @@ def run_send(*, run_id, trace_id: str, request_id: str, producer=None) -> None:
 
 
 def run_enqueue(*, run_id, now: datetime | None = None) -> bool:
-    """Send the run's task to the broker and count the confirmed send. A failure changes
-    nothing here (the caller releases its claim); returns whether the broker accepted it."""
+    """No caller left (``run_resend`` sends and confirms under its claim): kept only because
+    tests/drills/test_state_machine.py still patches this name; delete it with that patch.
+    Its confirm is not guarded by status or claim: do not call it."""
     run = Run.objects.filter(pk=run_id).only("id", "trace_id", "request_id", "status").first()
     if run is None or run.status != Run.Status.QUEUED:
         return False
@@ -159,7 +160,13 @@ def run_resend(*, run: Run, now: datetime) -> str:
     """One outbox resend: claim, send, release on failure. Returns the outcome for the pass's counts."""
     if not run_resend_claim(run=run, now=now):
         return "skipped"
-    if run_enqueue(run_id=run.pk, now=now):
-        return "resent"
-    run_resend_release(run=run, now=now)
-    return "send_failed"
+    try:
+        run_send(run_id=run.pk, trace_id=run.trace_id, request_id=run.request_id)
+    except Exception:  # the broker is down or refused: the next pass resends
+        logger.warning("outbox resend failed; the next pass tries again", exc_info=True)
+        run_resend_release(run=run, now=now)
+        return "send_failed"
+    # Publish, then mark under this pass's claim: a run claimed by a worker, canceled or claimed
+    # again meanwhile is not touched (its enqueued_at is no longer this claim's).
+    runs_relay_confirm(run_ids=[run.pk], claimed_at=now)
+    return "resent"

@@ -238,7 +238,7 @@ class TestOutbox:
         from django.conf import settings
 
         sent = []
-        monkeypatch.setattr("runs.services.outbox.run_enqueue", lambda *, run_id, now: sent.append(run_id) or True)
+        monkeypatch.setattr("runs.services.outbox.run_send", lambda **kwargs: sent.append(kwargs["run_id"]))
         monkeypatch.setattr("runs.reaper.queue_depth", lambda: {"visible": 42, "in_flight": 2})
         tenant = TenantFactory(balance_micros=INITIAL)
         waiting = make_run(tenant)
@@ -250,16 +250,9 @@ class TestOutbox:
 
     def test_a_waiting_run_is_resent_with_exponential_backoff(self, monkeypatch):
         from django.conf import settings
-        from django.db.models import F
 
         sent = []
-
-        def send(*, run_id, now):  # counts the send like run_enqueue does
-            sent.append(run_id)
-            Run.objects.filter(pk=run_id).update(enqueue_attempts=F("enqueue_attempts") + 1)
-            return True
-
-        monkeypatch.setattr("runs.services.outbox.run_enqueue", send)
+        monkeypatch.setattr("runs.services.outbox.run_send", lambda **kwargs: sent.append(kwargs["run_id"]))
         monkeypatch.setattr("runs.reaper.queue_depth", lambda: {"visible": 0, "in_flight": 0})
         tenant = TenantFactory(balance_micros=INITIAL)
         lease = timedelta(seconds=settings.DPP_LEASE_SECONDS)
@@ -348,7 +341,10 @@ class TestOutbox:
         assert len(handled) == 1
 
     def test_a_failed_resend_is_retried_on_the_next_pass(self, monkeypatch):
-        monkeypatch.setattr("runs.services.outbox.run_enqueue", lambda *, run_id, now: False)
+        def broker_down(**kwargs):
+            raise ConnectionError("broker unreachable")
+
+        monkeypatch.setattr("runs.services.outbox.run_send", broker_down)
         tenant = TenantFactory(balance_micros=INITIAL)
         run = make_run(tenant)
         Run.objects.filter(pk=run.pk).update(created_at=timezone.now() - timedelta(minutes=1))
