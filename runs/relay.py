@@ -58,6 +58,7 @@ class _Wakeup:
 
     def __init__(self):
         self.pubsub = None
+        self.down_since = None  # time.monotonic() of the outage's first failure
 
     def wait(self, timeout: float) -> None:
         try:
@@ -70,10 +71,20 @@ class _Wakeup:
             # Coalesce the wake-ups that arrived meanwhile: one drain serves them all.
             while message is not None:
                 message = self.pubsub.get_message(timeout=0)
-        except (redis.RedisError, OSError):
-            logger.warning("relay wake-up channel unavailable; polling", exc_info=True)
+        except (redis.RedisError, OSError) as error:
+            # One WARNING per outage (class only: the message can name the host), not a traceback
+            # every poll; the relay polls meanwhile.
+            if self.down_since is None:
+                self.down_since = time.monotonic()
+                logger.warning("relay: the wake-up channel is unavailable; polling",
+                               extra={"error": type(error).__name__})
             self.close()
             time.sleep(timeout)
+            return
+        if self.down_since is not None:
+            logger.info("relay: the wake-up channel answers again",
+                        extra={"outage_seconds": round(time.monotonic() - self.down_since, 1)})
+            self.down_since = None
 
     def close(self) -> None:
         if self.pubsub is not None:

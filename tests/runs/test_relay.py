@@ -256,3 +256,26 @@ class TestRelayWithoutTheDatabase:
             "relay: the database is unreachable; retrying every poll interval"]
         assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
         assert ("INFO", "relay: the database answers again") in records
+
+
+class TestRelayWithoutRedis:
+    def test_a_wake_up_channel_outage_is_one_warning_without_traceback_then_one_info(self, caplog):
+        from django.test import override_settings
+
+        from runs.relay import _Wakeup
+
+        wakeup = _Wakeup()
+        try:
+            with caplog.at_level(logging.INFO, logger="runs.relay"):
+                with override_settings(REDIS_URL="redis://127.0.0.1:1/0"):  # nothing listens there
+                    for _ in range(3):
+                        wakeup.wait(0.01)
+                wakeup.wait(0.01)  # the real Redis answers again
+        finally:
+            wakeup.close()
+
+        records = [r for r in caplog.records if r.name == "runs.relay"]
+        assert [(r.levelname, r.getMessage()) for r in records] == [
+            ("WARNING", "relay: the wake-up channel is unavailable; polling"),
+            ("INFO", "relay: the wake-up channel answers again")]
+        assert records[0].error == "ConnectionError" and not records[0].exc_info
