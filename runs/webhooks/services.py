@@ -486,6 +486,10 @@ def _attempt_record(*, delivery: WebhookDelivery, token, started_at: datetime, r
         delay = _delay_after(attempt_number=number, retry_after=result.retry_after_seconds)
         outcome, fields = "retry", dict(next_attempt_at=now + timedelta(seconds=delay), enqueued_at=None)
     with transaction.atomic(durable=True):
+        if outcome == "gone" and delivery.endpoint_id is not None:
+            # The lock order of every writer (delete and disable too): the endpoint, then its
+            # deliveries. Updating this delivery first and the endpoint after would deadlock.
+            endpoint_lock(queryset=WebhookEndpoint.objects.all(), endpoint_id=delivery.endpoint_id)
         won = WebhookDelivery.objects.filter(pk=delivery.pk, claim_token=token,
                                              status=WebhookDelivery.Status.PENDING).update(**common, **fields)
         if won != 1:

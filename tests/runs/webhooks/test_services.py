@@ -551,6 +551,60 @@ class TestWebhookDeliveriesSweepConcurrency:
         assert result == {"due": 1, "sent": 1} and enqueued == [free.pk]
 
 
+@pytest.mark.django_db(transaction=True)
+class TestWebhookGoneLockOrder:
+    def test_a_410_and_an_operator_disable_of_the_same_endpoint_do_not_deadlock(self, tenant, local_receivers,
+                                                                              receiver, enqueued, monkeypatch):
+        """The disable holds the endpoint and is about to end its deliveries while the 410 of one
+        of them is recorded: both lock the endpoint first, then the deliveries (no deadlock)."""
+        endpoint, _ = endpoint_for(tenant, receiver.url())
+        delivery = WebhookDelivery.objects.get(event=record(tenant))
+        token = services._delivery_claim(delivery_id=delivery.pk, now=timezone.now())
+        original_end = services._end_pending_deliveries
+        errors = []
+
+        def another_waits_for_a_lock() -> bool:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                               "AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()")
+                return cursor.fetchone()[0] > 0
+
+        def end_once_the_attempt_waits(**kwargs):
+            if threading.current_thread().name == "disable":
+                deadline = time.monotonic() + 10
+                while not another_waits_for_a_lock() and time.monotonic() < deadline:
+                    time.sleep(0.02)
+            return original_end(**kwargs)
+
+        monkeypatch.setattr(services, "_end_pending_deliveries", end_once_the_attempt_waits)
+
+        def disable():
+            try:
+                services.webhook_endpoint_disable(endpoint_id=endpoint.pk, actor="test", reason="race")
+            except Exception as error:  # noqa: BLE001 - reported below
+                errors.append(error)
+            finally:
+                connection.close()
+
+        thread = threading.Thread(target=disable, name="disable")
+        thread.start()
+        time.sleep(0.2)  # the disable holds the endpoint's row
+        try:
+            outcome = services._attempt_record(
+                delivery=delivery, token=token, started_at=timezone.now(),
+                result=services.sender.SendResult(410, "http_status", "HTTP 410", 5, None, ""))
+        except Exception as error:  # noqa: BLE001 - reported below
+            errors.append(error)
+            outcome = None
+        finally:
+            thread.join(20)
+
+        assert errors == [] and outcome == "claim_lost"
+        endpoint.refresh_from_db()
+        assert not endpoint.enabled and endpoint.disabled_reason == "operator: race"
+        assert WebhookDelivery.objects.get(pk=delivery.pk).status == "FAILED"
+
+
 @pytest.mark.django_db
 def test_webhooks_never_move_money(tenant, local_receivers, receiver, enqueued):
     from io import StringIO
