@@ -204,8 +204,8 @@ def _valid_secrets(*, current_encrypted: str, previous_encrypted: str, previous_
     return secrets
 
 
-def webhook_default_secret_get(*, tenant_id) -> str:
-    """The tenant's default secret, created on first use (concurrent first uses agree)."""
+def _default_secret_row(*, tenant_id) -> TenantWebhookSecret:
+    """The tenant's default secret row, created on first use (concurrent first uses agree)."""
     row = TenantWebhookSecret.objects.filter(tenant_id=tenant_id).first()
     if row is None:
         try:
@@ -214,7 +214,12 @@ def webhook_default_secret_get(*, tenant_id) -> str:
                                                          secret_encrypted=secret_encrypt(secret_generate()))
         except IntegrityError:
             row = TenantWebhookSecret.objects.get(tenant_id=tenant_id)
-    return secret_decrypt(row.secret_encrypted)
+    return row
+
+
+def webhook_default_secret_get(*, tenant_id) -> str:
+    """The tenant's default secret, created on first use (concurrent first uses agree)."""
+    return secret_decrypt(_default_secret_row(tenant_id=tenant_id).secret_encrypted)
 
 
 def webhook_default_secret_rotate(*, tenant_id, now: datetime | None = None) -> str:
@@ -406,8 +411,7 @@ def _delivery_secrets(delivery: WebhookDelivery, now: datetime) -> list[str]:
         return _valid_secrets(current_encrypted=endpoint.secret_encrypted,
                               previous_encrypted=endpoint.previous_secret_encrypted,
                               previous_expires_at=endpoint.previous_secret_expires_at, now=now)
-    webhook_default_secret_get(tenant_id=delivery.tenant_id)
-    row = TenantWebhookSecret.objects.get(tenant_id=delivery.tenant_id)
+    row = _default_secret_row(tenant_id=delivery.tenant_id)
     return _valid_secrets(current_encrypted=row.secret_encrypted, previous_encrypted=row.previous_secret_encrypted,
                           previous_expires_at=row.previous_secret_expires_at, now=now)
 

@@ -381,6 +381,30 @@ class TestWebhookDeliveryAttemptInternalErrors:
 
 
 @pytest.mark.django_db
+class TestDeliverySecrets:
+    def test_the_default_secret_is_read_and_decrypted_once(self, tenant, local_receivers, receiver, enqueued,
+                                                           monkeypatch):
+        from django.test.utils import CaptureQueriesContext
+
+        secret = services.webhook_default_secret_get(tenant_id=tenant.pk)
+        delivery = WebhookDelivery.objects.get(event=record(tenant, run_webhook={"url": receiver.url()}))
+        decrypted = []
+        monkeypatch.setattr(services, "secret_decrypt", lambda token: decrypted.append(token) or secret)
+
+        with CaptureQueriesContext(connection) as queries:
+            assert services._delivery_secrets(delivery, timezone.now()) == [secret]
+
+        assert len(queries.captured_queries) == 1 and len(decrypted) == 1
+
+    def test_a_first_use_creates_the_default_secret(self, tenant, local_receivers, receiver, enqueued):
+        delivery = WebhookDelivery.objects.get(event=record(tenant, run_webhook={"url": receiver.url()}))
+
+        [secret] = services._delivery_secrets(delivery, timezone.now())
+
+        assert secret == services.webhook_default_secret_get(tenant_id=tenant.pk) and secret.startswith("whsec_")
+
+
+@pytest.mark.django_db
 class TestEndpointLock:
     """Changing an endpoint locks its row FOR NO KEY UPDATE: inserting a delivery that references
     it (FOR KEY SHARE, inside run transitions holding the tenant's wallet lock) is not blocked."""
