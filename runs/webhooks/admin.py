@@ -65,6 +65,10 @@ class WebhookDeliveryAdmin(_ReadOnly):
     inlines = [WebhookAttemptInline]
     actions = ["retry_deliveries"]
 
+    def get_queryset(self, request):
+        # Rows show the event as "type id": its body (up to the whole run document) stays unread.
+        return super().get_queryset(request).select_related("event").defer("event__body")
+
     def has_operate_permission(self, request):
         return request.user.has_perm("webhooks.change_webhookdelivery")
 

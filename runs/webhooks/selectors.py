@@ -27,7 +27,8 @@ def webhook_endpoint_get_for_tenant(*, tenant, endpoint_id) -> WebhookEndpoint |
 
 
 def webhook_deliveries_list_for_endpoint(*, tenant, endpoint: WebhookEndpoint, status: str | None = None):
-    queryset = WebhookDelivery.objects.filter(tenant=tenant, endpoint=endpoint).select_related("event")
+    queryset = WebhookDelivery.objects.filter(tenant=tenant, endpoint=endpoint).select_related("event").defer(
+        "event__body")  # a list shows event.type; the bodies stay in the database
     if status:
         queryset = queryset.filter(status=status.upper())
     return queryset.order_by("-created_at", "-id")
@@ -37,4 +38,5 @@ def webhook_delivery_get_for_tenant(*, tenant, delivery_id) -> WebhookDelivery |
     parsed = _as_uuid(delivery_id)
     if parsed is None:
         return None
-    return WebhookDelivery.objects.filter(tenant=tenant, pk=parsed).select_related("event").first()
+    return WebhookDelivery.objects.filter(tenant=tenant, pk=parsed).select_related("event").defer(
+        "event__body").first()

@@ -341,7 +341,7 @@ def webhook_endpoint_test(*, tenant, endpoint_id, now: datetime | None = None) -
             payload={"endpoint_id": str(endpoint.pk), "message": "A test event from DPP."},
             targets=[_Target(url=endpoint.url, endpoint=endpoint)],
         )
-    return WebhookDelivery.objects.select_related("event").get(event=event, endpoint=endpoint)
+    return WebhookDelivery.objects.select_related("event").defer("event__body").get(event=event, endpoint=endpoint)
 
 
 def _audit(*, actor: str, action: str, tenant_id, reason: str, endpoint_id=None, delivery_id=None) -> None:
@@ -389,7 +389,7 @@ def webhook_delivery_retry(*, delivery_id, actor: str, reason: str = "", tenant=
         _audit(actor=actor, action="delivery_retry", tenant_id=delivery.tenant_id, reason=reason,
                delivery_id=delivery.pk, endpoint_id=delivery.endpoint_id)
         transaction.on_commit(partial(webhook_deliveries_enqueue, delivery_ids=[delivery.pk]))
-    return WebhookDelivery.objects.select_related("event").get(pk=delivery.pk)
+    return WebhookDelivery.objects.select_related("event").defer("event__body").get(pk=delivery.pk)
 
 
 # --- attempts ------------------------------------------------------------------------------------------

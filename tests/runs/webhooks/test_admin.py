@@ -76,6 +76,19 @@ class TestWebhookDeliveryAdmin:
 
         assert page.status_code == 200 and "204" in page.content.decode()
 
+    def test_the_changelist_does_not_load_the_event_bodies(self, client, endpoint_with_delivery):
+        from django.db import connection
+        from django.test.utils import CaptureQueriesContext
+
+        _, delivery, _ = endpoint_with_delivery
+        client.force_login(operator("view_webhookdelivery"))
+
+        with CaptureQueriesContext(connection) as queries:
+            listing = client.get("/admin/webhooks/webhookdelivery/")
+
+        assert listing.status_code == 200 and "webhook.test" in listing.content.decode()
+        assert not [q["sql"] for q in queries.captured_queries if '"webhooks_webhookevent"."body"' in q["sql"]]
+
     def test_retry_makes_it_pending_now_and_writes_an_audit_row(self, client, endpoint_with_delivery,
                                                                django_capture_on_commit_callbacks, enqueued):
         _, delivery, _ = endpoint_with_delivery

@@ -189,6 +189,26 @@ class TestEndpointTestAndDeliveries:
         first, second = receiver.requests
         assert first.body == second.body and first.headers["webhook-id"] == second.headers["webhook-id"]
 
+    def test_deliveries_are_shown_without_loading_the_event_bodies(self, auth_client, tenant, local_receivers,
+                                                                    receiver, enqueued):
+        from django.db import connection
+        from django.test.utils import CaptureQueriesContext
+
+        endpoint_id = create(auth_client, receiver.url()).json()["id"]
+        done = services.webhook_endpoint_test(tenant=tenant, endpoint_id=endpoint_id)
+        services.webhook_delivery_attempt(delivery_id=done.pk)
+
+        with CaptureQueriesContext(connection) as queries:
+            tested = auth_client.post(f"/v1/webhook_endpoints/{endpoint_id}/test")
+            listed = auth_client.get(f"/v1/webhook_endpoints/{endpoint_id}/deliveries")
+            retried = auth_client.post(f"/v1/webhook_deliveries/{done.pk}/retry")
+
+        assert tested.json()["event_type"] == retried.json()["event_type"] == "webhook.test"
+        assert [d["event_type"] for d in listed.json()["results"]] == ["webhook.test", "webhook.test"]
+        body_reads = [q["sql"] for q in queries.captured_queries
+                      if q["sql"].startswith("SELECT") and '"webhooks_webhookevent"."body"' in q["sql"]]
+        assert body_reads == []
+
     def test_test_of_a_disabled_endpoint_is_a_409(self, auth_client, local_receivers, receiver):
         endpoint_id = create(auth_client, receiver.url()).json()["id"]
         auth_client.patch(f"/v1/webhook_endpoints/{endpoint_id}", {"enabled": False}, format="json")
