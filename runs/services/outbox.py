@@ -33,7 +33,6 @@ import redis
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F
-from django.utils import timezone
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -121,25 +120,6 @@ def run_send(*, run_id, trace_id: str, request_id: str, producer=None) -> None:
         retry_policy=SEND_RETRY_POLICY,
         producer=producer,
     )
-
-
-def run_enqueue(*, run_id, now: datetime | None = None) -> bool:
-    """No caller left (``run_resend`` sends and confirms under its claim): kept only because
-    tests/drills/test_state_machine.py still patches this name; delete it with that patch.
-    Its confirm is not guarded by status or claim: do not call it."""
-    run = Run.objects.filter(pk=run_id).only("id", "trace_id", "request_id", "status").first()
-    if run is None or run.status != Run.Status.QUEUED:
-        return False
-    try:
-        run_send(run_id=run.pk, trace_id=run.trace_id, request_id=run.request_id)
-    except Exception:  # the broker is down or refused: the outbox will resend
-        logger.warning("enqueue failed; the outbox sweeper will resend", exc_info=True,
-                       extra={"run_id": str(run_id)})
-        return False
-    Run.objects.filter(pk=run_id).update(
-        enqueued_at=now or timezone.now(), enqueue_attempts=F("enqueue_attempts") + 1
-    )
-    return True
 
 
 def run_resend_claim(*, run: Run, now: datetime) -> bool:

@@ -257,7 +257,7 @@ def _no_broker(monkeypatch) -> None:
     """Sends succeed without a broker, and the outbox sees an empty queue: the machine's steps stay
     deterministic (no network I/O whose timing could change a replay) and fast."""
     monkeypatch.setattr("runs.services.submit.relay_wake", lambda: None)
-    monkeypatch.setattr("runs.services.outbox.run_enqueue", lambda **kwargs: True)
+    monkeypatch.setattr("runs.services.outbox.run_send", lambda **kwargs: None)
     monkeypatch.setattr("runs.reaper.queue_depth", lambda: {"visible": 0, "in_flight": 0})
 
 
