@@ -25,3 +25,16 @@ class OutputSerializer(serializers.Serializer):
             field.__dict__.pop("fields", None)  # a nested serializer's fields belong to its copy
             fields[name] = field
         return fields
+
+
+class StrictFieldsMixin:
+    """Input serializers refuse unknown fields (a 422 naming them) instead of silently dropping
+    them, nested serializers too. At most 5 are named, each cut to 64 characters: the keys are
+    the client's input."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, dict):
+            unknown = sorted(set(data) - set(self.fields))
+            if unknown:
+                raise serializers.ValidationError({name[:64]: ["Unknown field."] for name in unknown[:5]})
+        return super().to_internal_value(data)

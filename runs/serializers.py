@@ -17,7 +17,7 @@ from rest_framework import serializers
 from billing.money import micros_to_usd
 from billing.serializers import UsdField
 from dpp.context import sane_or_none
-from dpp.serializers import OutputSerializer
+from dpp.serializers import OutputSerializer, StrictFieldsMixin
 from runs.models import Run
 from runs.packs import PackInputError, pack_get
 from runs.reasons import reason_text
@@ -31,17 +31,6 @@ def payload_hash(data) -> str:
     """SHA-256 of the canonical JSON of a body: key order and whitespace do not matter."""
     canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
-
-
-class StrictFieldsMixin:
-    """Refuse unknown fields instead of silently dropping them."""
-
-    def to_internal_value(self, data):
-        if isinstance(data, dict):
-            unknown = sorted(set(data) - set(self.fields))
-            if unknown:  # named, a few at most and cut short: the keys are the client's input
-                raise serializers.ValidationError({name[:64]: ["Unknown field."] for name in unknown[:5]})
-        return super().to_internal_value(data)
 
 
 class RunReservationInput(StrictFieldsMixin, serializers.Serializer):

@@ -4,21 +4,11 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
+from dpp.serializers import StrictFieldsMixin
 from runs.webhooks.models import DEFAULT_EVENT_TYPES, SUBSCRIBABLE_EVENT_TYPES
 
 
-class RefuseUnknownFields:
-    """Unknown fields are a 422 naming them, not silently dropped (nested serializers too)."""
-
-    def to_internal_value(self, data):
-        if isinstance(data, dict):
-            unknown = sorted(set(data) - set(self.fields))
-            if unknown:
-                raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
-        return super().to_internal_value(data)
-
-
-class WebhookEndpointCreateInput(RefuseUnknownFields, serializers.Serializer):
+class WebhookEndpointCreateInput(StrictFieldsMixin, serializers.Serializer):
     url = serializers.CharField(max_length=2048)
     event_types = serializers.ListField(child=serializers.ChoiceField(choices=SUBSCRIBABLE_EVENT_TYPES),
                                         required=False, default=list, max_length=len(SUBSCRIBABLE_EVENT_TYPES))
@@ -74,7 +64,7 @@ class WebhookDeliveryListQuery(serializers.Serializer):
     status = serializers.ChoiceField(choices=["pending", "succeeded", "failed", "dead"], required=False)
 
 
-class RunWebhookInput(RefuseUnknownFields, serializers.Serializer):
+class RunWebhookInput(StrictFieldsMixin, serializers.Serializer):
     """The ``webhook`` object of POST /v1/runs (the runs serializer nests it); ``events``
     defaults to the three terminal events."""
 

@@ -48,3 +48,14 @@ def test_concurrent_renders_do_not_mix_contexts():
         results = list(pool.map(lambda n: (n, _render(f"p{n}", n)), range(400)))
     for n, data in results:
         assert data == {"value": n, "inner": {"label": f"p{n}-{n}"}, "items": [{"value": n}]}
+
+
+def test_unknown_input_fields_are_named_at_most_five_and_cut_short():
+    from dpp.serializers import StrictFieldsMixin
+
+    class Input(StrictFieldsMixin, serializers.Serializer):
+        name = serializers.CharField()
+
+    body = Input(data={"name": "x", **{f"{index:02d}" + "k" * 500: 1 for index in range(20)}})
+    assert not body.is_valid()
+    assert len(body.errors) == 5 and all(len(key) == 64 for key in body.errors)
