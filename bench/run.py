@@ -448,14 +448,15 @@ def bench_execution() -> dict:
         rss = rss_per_process_mb(worker)
 
         inputs = pack_get("decision").validate(BODY["inputs"])  # as the API stores them
-        started = time.perf_counter()
-        ids = []
-        for index in range(RUNS):
+
+        def submit(name: str):
             submission = RunSubmission(
-                idempotency_key=f"exec-{RUN_ID}-{index}", payload_hash="0" * 64, pack_type="decision",
-                inputs=inputs, max_cost_micros=50_000, timebox_sec=30,
-                min_reliability_score=None, trace_id=f"bench-{index}")
-            ids.append(run_create(tenant=tenant, submission=submission, now=timezone.now()).run.pk)
+                idempotency_key=f"{name}-{RUN_ID}", payload_hash="0" * 64, pack_type="decision", inputs=inputs,
+                max_cost_micros=50_000, timebox_sec=30, min_reliability_score=None, trace_id=f"bench-{name}")
+            return run_create(tenant=tenant, submission=submission, now=timezone.now()).run.pk
+
+        started = time.perf_counter()
+        ids = [submit(f"exec-{index}") for index in range(RUNS)]
         deadline = time.monotonic() + 300
         while Run.objects.filter(pk__in=ids, status="COMPLETED").count() < RUNS and time.monotonic() < deadline:
             time.sleep(0.2)
@@ -465,11 +466,7 @@ def bench_execution() -> dict:
         # Submission-to-claim on an idle worker: runs submitted one at a time, 0.2 s apart.
         latency_ids = []
         for index in range(LATENCY_RUNS):
-            submission = RunSubmission(
-                idempotency_key=f"lat-{RUN_ID}-{index}", payload_hash="0" * 64, pack_type="decision",
-                inputs=inputs, max_cost_micros=50_000, timebox_sec=30,
-                min_reliability_score=None, trace_id=f"bench-lat-{index}")
-            latency_ids.append(run_create(tenant=tenant, submission=submission, now=timezone.now()).run.pk)
+            latency_ids.append(submit(f"lat-{index}"))
             time.sleep(0.2)
         deadline = time.monotonic() + 60
         while (Run.objects.filter(pk__in=latency_ids, started_at__isnull=False).count() < LATENCY_RUNS
